@@ -1,0 +1,47 @@
+import { describeError, ExitError } from '../common/errors.js';
+import { EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from '../common/sysexits.js';
+
+// One subcommand of `carp-hast`: its name, a one-line summary for the overview, its usage text and its body.
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  // Runs with the arguments after the command name and resolves to the process exit code.
+  run(args: string[]): Promise<number>;
+}
+
+// True when the arguments ask for help, which every command answers the same way.
+export function wantsHelp(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
+
+// A command whose work a later change fills in: it answers --help, then refuses with exit 69.
+export function pendingCommand(spec: Omit<Command, 'run'>): Command {
+  return {
+    ...spec,
+    async run(args) {
+      if (wantsHelp(args)) {
+        process.stdout.write(spec.usage);
+        return 0;
+      }
+      process.stderr.write(`carp-hast: the ${spec.name} command is not built yet.\n`);
+      return EX_UNAVAILABLE;
+    },
+  };
+}
+
+// Runs a command, mapping its errors to sysexits codes; never shows a stack trace for expected failures.
+export async function runCommand(command: Command, args: string[]): Promise<number> {
+  try {
+    return await command.run(args);
+  } catch (error) {
+    if (error instanceof ExitError) {
+      process.stderr.write(`carp-hast ${command.name}: ${describeError(error)}\n`);
+      if (error.exitCode === EX_USAGE) process.stderr.write(command.usage);
+      return error.exitCode;
+    }
+    process.stderr.write(`carp-hast ${command.name}: internal error: ${describeError(error)}\n`);
+    if (error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    return EX_SOFTWARE;
+  }
+}

@@ -1,0 +1,44 @@
+import { EX_UNAVAILABLE, EX_USAGE } from './sysexits.js';
+
+// An error a command line reports to a person, with the exit code the process should end with.
+export class ExitError extends Error {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ExitError';
+    this.exitCode = exitCode;
+  }
+}
+
+// Bad command-line arguments: exit 64 and show the usage text.
+export class UsageError extends ExitError {
+  constructor(message: string) {
+    super(message, EX_USAGE);
+    this.name = 'UsageError';
+  }
+}
+
+// A command that later work fills in; it refuses rather than pretending to succeed.
+export class NotImplementedError extends ExitError {
+  constructor(what: string) {
+    super(`${what} is not built yet.`, EX_UNAVAILABLE);
+    this.name = 'NotImplementedError';
+  }
+}
+
+// The messages of an error and all its causes, outermost first, joined for one log or stderr line.
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && depth < 10; depth++) {
+    if (current instanceof Error) {
+      parts.push(current.message);
+      current = current.cause;
+    } else {
+      parts.push(String(current));
+      current = undefined;
+    }
+  }
+  return parts.join(': ');
+}
