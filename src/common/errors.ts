@@ -42,3 +42,12 @@ export function describeError(error: unknown): string {
   }
   return parts.join(': ');
 }
+
+// strerror(3)-style text for a Node system error ("No such file or directory"), as hastd's messages end with.
+export function strerror(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as NodeJS.ErrnoException).code;
+  const match = code === undefined ? null : new RegExp(`^${code}: ([^,]+)`).exec(error.message);
+  const text = match?.[1] ?? error.message;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
