@@ -1,0 +1,232 @@
+import { constants } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import fsExt from 'fs-ext';
+import { runCommand } from '../common/run-command.js';
+
+// Regular files have no sector size of their own; hastd uses 512 for them, and so do we.
+const FILE_SECTOR_SIZE = 512;
+
+// fallocate and blkdiscard touch a byte range, not the whole disk; a minute means the device is stuck.
+const DELETE_POLICY = { timeoutMs: 60_000, killAfterMs: 5_000 };
+
+// The storage under one resource as the engine sees it. The engine only talks to this interface, so tests can
+// wrap a real component and inject failures. Offsets are absolute component offsets.
+export interface BlockStore {
+  readonly path: string;
+  // Usable bytes of the component (file size or device size).
+  readonly mediasize: number;
+  // Smallest unit the component writes atomically.
+  readonly sectorsize: number;
+  // Fills buf from offset; a read that ends early is an error, never a partial buffer.
+  read(buf: Buffer, offset: number): Promise<void>;
+  // Writes all of buf at offset.
+  write(buf: Buffer, offset: number): Promise<void>;
+  // Makes completed writes durable (fdatasync).
+  flush(): Promise<void>;
+  // Discards a range so that it reads back as zeros.
+  delete(offset: number, length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+// An I/O failure on a component; the message names the operation, the offset and the path.
+export class ComponentError extends Error {
+  readonly path: string;
+  // errno name of the underlying failure (EIO, ENOENT, EOPNOTSUPP...), when there is one.
+  readonly code: string | undefined;
+
+  constructor(message: string, path: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'ComponentError';
+    this.path = path;
+    this.code = errnoCode(cause);
+  }
+}
+
+// Another process (a hastd or another engine) already holds the component: two writers would corrupt it.
+export class ComponentBusyError extends ComponentError {
+  constructor(path: string, cause?: unknown) {
+    super(`Unable to lock ${path} (another hastd/engine holds it)`, path, cause);
+    this.name = 'ComponentBusyError';
+  }
+}
+
+// True when an error says the operation is not supported here (flock on some file systems, flush on some disks).
+export function isNotSupported(error: unknown): boolean {
+  const code = errnoCode(error);
+  return code === 'EOPNOTSUPP' || code === 'ENOTSUP';
+}
+
+// Options for LocalComponent.open.
+export interface OpenOptions {
+  // Open O_RDONLY (dump and other offline readers); writes then fail with EBADF.
+  readOnly?: boolean;
+}
+
+// The `local` component of a resource: a regular file or a block device, opened and locked for this engine.
+export class LocalComponent implements BlockStore {
+  readonly path: string;
+  readonly mediasize: number;
+  readonly sectorsize: number;
+  // The file system cannot flock; hastd goes on with a warning and so may the caller.
+  readonly lockUnsupported: boolean;
+  private readonly handle: FileHandle;
+  private readonly blockDevice: boolean;
+
+  private constructor(path: string, handle: FileHandle, geometry: ComponentGeometry, lockUnsupported: boolean) {
+    this.path = path;
+    this.handle = handle;
+    this.mediasize = geometry.mediasize;
+    this.sectorsize = geometry.sectorsize;
+    this.blockDevice = geometry.blockDevice;
+    this.lockUnsupported = lockUnsupported;
+  }
+
+  // Opens and exclusively locks path; refuses with ComponentBusyError if someone else holds it.
+  static async open(path: string, options: OpenOptions = {}): Promise<LocalComponent> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, options.readOnly ? constants.O_RDONLY : constants.O_RDWR);
+    } catch (error) {
+      throw new ComponentError(`Unable to open ${path}`, path, error);
+    }
+    try {
+      const lockUnsupported = await lockExclusive(handle.fd, path);
+      const geometry = await componentGeometry(handle, path);
+      return new LocalComponent(path, handle, geometry, lockUnsupported);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async read(buf: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await this.handle.read(buf, done, buf.length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    } catch (error) {
+      throw new ComponentError(`reading ${buf.length} bytes at offset ${offset} of ${this.path}`, this.path, error);
+    }
+    if (done < buf.length) {
+      throw new ComponentError(
+        `reading ${buf.length} bytes at offset ${offset} of ${this.path}: end of component after ${done} bytes`,
+        this.path,
+      );
+    }
+  }
+
+  async write(buf: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesWritten } = await this.handle.write(buf, done, buf.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (error) {
+      throw new ComponentError(`writing ${buf.length} bytes at offset ${offset} of ${this.path}`, this.path, error);
+    }
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.handle.datasync();
+    } catch (error) {
+      throw new ComponentError(`flushing ${this.path}`, this.path, error);
+    }
+  }
+
+  // Node has no fallocate(2) or BLKZEROOUT, so util-linux does it: a hole in a file, zeroed sectors on a disk.
+  // Either way both nodes read zeros afterwards, which a plain discard would not promise.
+  async delete(offset: number, length: number): Promise<void> {
+    if (length === 0) return;
+    const range = ['--offset', String(offset), '--length', String(length)];
+    const argv = this.blockDevice
+      ? ['blkdiscard', '--zeroout', ...range, this.path]
+      : ['fallocate', '--punch-hole', '--keep-size', ...range, this.path];
+    try {
+      await runCommand(argv, DELETE_POLICY);
+    } catch (error) {
+      throw new ComponentError(`deleting ${length} bytes at offset ${offset} of ${this.path}`, this.path, error);
+    }
+  }
+
+  // Closing the descriptor also drops the flock.
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+// Device numbers as Linux packs them into st_rdev (glibc's gnu_dev_major/gnu_dev_minor).
+export function deviceNumbers(rdev: bigint): { major: number; minor: number } {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & 0xfffff000n);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffffff00n);
+  return { major: Number(major), minor: Number(minor) };
+}
+
+// A decimal number as sysfs prints it ("16384\n"); anything else is an error naming the file.
+export function parseSysfsNumber(text: string, file: string): number {
+  const trimmed = text.trim();
+  if (!/^\d+$/.test(trimmed)) throw new Error(`${file} holds '${trimmed}', not a number`);
+  return Number(trimmed);
+}
+
+interface ComponentGeometry {
+  mediasize: number;
+  sectorsize: number;
+  blockDevice: boolean;
+}
+
+async function lockExclusive(fd: number, path: string): Promise<boolean> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      fsExt.flock(fd, 'exnb', (error) => (error ? reject(error) : resolve()));
+    });
+    return false;
+  } catch (error) {
+    if (isNotSupported(error)) return true;
+    const code = errnoCode(error);
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new ComponentBusyError(path, error);
+    throw new ComponentError(`Unable to lock ${path}`, path, error);
+  }
+}
+
+async function componentGeometry(handle: FileHandle, path: string): Promise<ComponentGeometry> {
+  const st = await handle.stat({ bigint: true });
+  if (st.isFile()) return { mediasize: Number(st.size), sectorsize: FILE_SECTOR_SIZE, blockDevice: false };
+  if (st.isBlockDevice()) {
+    try {
+      return { ...(await blockDeviceGeometry(st.rdev)), blockDevice: true };
+    } catch (error) {
+      throw new ComponentError(`Unable to read the size of ${path}`, path, error);
+    }
+  }
+  throw new ComponentError(`${path} is neither a regular file nor a block device`, path);
+}
+
+// Linux reports a disk's size in 512-byte units whatever its sector size; a partition has no queue/ of its own,
+// so its sector size is read from the parent disk (the `..` is resolved by the kernel after the symlink).
+async function blockDeviceGeometry(rdev: bigint): Promise<{ mediasize: number; sectorsize: number }> {
+  const { major, minor } = deviceNumbers(rdev);
+  const dir = `/sys/dev/block/${major}:${minor}`;
+  const isPartition = await readFile(`${dir}/partition`).then(
+    () => true,
+    () => false,
+  );
+  const queue = isPartition ? `${dir}/../queue` : `${dir}/queue`;
+  const sectors = await readSysfs(`${dir}/size`);
+  const sectorsize = await readSysfs(`${queue}/logical_block_size`);
+  return { mediasize: sectors * 512, sectorsize };
+}
+
+async function readSysfs(file: string): Promise<number> {
+  return parseSysfsNumber(await readFile(file, 'utf8'), file);
+}
+
+function errnoCode(error: unknown): string | undefined {
+  if (error instanceof Error && 'code' in error && typeof error.code === 'string') return error.code;
+  return undefined;
+}

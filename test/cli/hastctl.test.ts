@@ -1,0 +1,225 @@
+import t from 'tap';
+import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCommand } from '../../src/common/run-command.js';
+import { LocalComponent } from '../../src/engine/local-component.js';
+import { runCli } from '../fixtures/cli.js';
+
+const MiB = 1024 * 1024;
+const isRoot = process.getuid?.() === 0;
+
+// A hast.conf whose resources live in `dir` on node "a"; the peer is not needed offline.
+function hastConf(dir: string, resources: Record<string, string>): string {
+  const path = join(dir, 'hast.conf');
+  const blocks = Object.entries(resources).map(
+    ([name, local]) => `resource ${name} {\n\ton a {\n\t\tlocal ${local}\n\t\tremote none\n\t}\n}\n`,
+  );
+  writeFileSync(path, blocks.join(''));
+  return path;
+}
+
+function hastctl(conf: string, ...args: string[]) {
+  const [verb = '', ...rest] = args;
+  return runCli(['hastctl', verb, '-c', conf, '-n', 'a', ...rest]);
+}
+
+function sparseFile(dir: string, name: string, size: number): string {
+  const path = join(dir, name);
+  writeFileSync(path, '');
+  truncateSync(path, size);
+  return path;
+}
+
+t.test('create then dump a 1 GiB file with the defaults', async (t) => {
+  const dir = t.testdir();
+  const conf = hastConf(dir, { test: sparseFile(dir, 'disk', 1024 * MiB) });
+  const created = await hastctl(conf, 'create', 'test');
+  t.equal(created.stderr, '');
+  t.equal(created.exitCode, 0);
+  t.equal(created.stdout, '');
+  const dump = await hastctl(conf, 'dump', 'test');
+  t.equal(dump.exitCode, 0);
+  // 512 extents of 2 MiB need 64 bytes of bitmap, rounded up to one 512-byte sector:
+  // localoff = 4096 + 512, datasize = 1 GiB - 4608.
+  t.equal(
+    dump.stdout,
+    `resource: test
+    datasize: 1073737216 (1.0GB)
+    extentsize: 2097152 (2.0MB)
+    keepdirty: 64
+    localoff: 4608
+    resuid: 0
+    localcnt: 0
+    remotecnt: 0
+    prevrole: init
+`,
+  );
+});
+
+t.test('-e, -k and -m with size suffixes', async (t) => {
+  const dir = t.testdir();
+  const conf = hastConf(dir, { test: sparseFile(dir, 'disk', 1024 * MiB) });
+  t.equal((await hastctl(conf, 'create', '-e', '64k', '-k', '128', '-m', '512M', 'test')).exitCode, 0);
+  const dump = await hastctl(conf, 'dump', 'test');
+  // (512 MiB - 4096) / 64 KiB rounds up to 8192 extents: 1024 bytes of bitmap, already whole sectors.
+  t.equal(
+    dump.stdout,
+    `resource: test
+    datasize: 536865792 (512MB)
+    extentsize: 65536 (64KB)
+    keepdirty: 128
+    localoff: 5120
+    resuid: 0
+    localcnt: 0
+    remotecnt: 0
+    prevrole: init
+`,
+  );
+});
+
+t.test('create writes metadata and a zeroed bitmap, and nothing past them', async (t) => {
+  const dir = t.testdir();
+  const disk = sparseFile(dir, 'disk', 8 * MiB);
+  writeFileSync(disk, Buffer.alloc(8 * MiB, 0xaa));
+  const conf = hastConf(dir, { test: disk });
+  t.equal((await hastctl(conf, 'create', 'test')).exitCode, 0);
+  const bytes = readFileSync(disk);
+  t.equal(bytes.subarray(4096, 4608).every((b) => b === 0), true, 'the bitmap is cleared');
+  t.equal(bytes.subarray(4608).every((b) => b === 0xaa), true, 'the data area is untouched');
+});
+
+t.test('dump all prints every resource in configuration order', async (t) => {
+  const dir = t.testdir();
+  const conf = hastConf(dir, { one: sparseFile(dir, 'd1', 4 * MiB), two: sparseFile(dir, 'd2', 4 * MiB) });
+  t.equal((await hastctl(conf, 'create', 'one', 'two')).exitCode, 0);
+  const dump = await hastctl(conf, 'dump', 'all');
+  t.equal(dump.exitCode, 0);
+  t.match(dump.stdout, /^resource: one\n( {4}.*\n){8}resource: two\n( {4}.*\n){8}$/);
+  t.equal((await hastctl(conf, 'dump')).stdout, dump.stdout, 'no names means all');
+});
+
+t.test('errors: hastctl texts and exit codes, nothing written', async (t) => {
+  const dir = t.testdir();
+  const disk = sparseFile(dir, 'disk', 4 * MiB);
+  const small = sparseFile(dir, 'small', 4608);
+  const conf = hastConf(dir, { test: disk, tiny: small, gone: join(dir, 'missing') });
+  const cases: { args: string[]; exitCode: number; stderr: string }[] = [
+    { args: ['create', 'nope'], exitCode: 65, stderr: '[ERROR] Unknown resource nope.\n' },
+    {
+      args: ['create', '-m', '8M', 'test'],
+      exitCode: 65,
+      stderr: `[ERROR] [test] Provided mediasize is larger than provider ${disk} size.\n`,
+    },
+    { args: ['create', '-e', '3000', 'test'], exitCode: 65, stderr: '[ERROR] [test] Extent size (3000) is not a power of 2.\n' },
+    {
+      args: ['create', '-e', '256', 'test'],
+      exitCode: 65,
+      stderr: '[ERROR] [test] Extent size (256) is less than sector size (512).\n',
+    },
+    {
+      args: ['create', 'tiny'],
+      exitCode: 65,
+      stderr: `[ERROR] [tiny] Provider ${small} is too small (4608 bytes) for metadata and activemap (4608 bytes) and data.\n`,
+    },
+    {
+      args: ['create', 'gone'],
+      exitCode: 66,
+      stderr: `[ERROR] [gone] Unable to open ${join(dir, 'missing')}: No such file or directory.\n`,
+    },
+    { args: ['dump', 'test'], exitCode: 66, stderr: `[ERROR] [test] Unable to read metadata from ${disk}.\n` },
+    { args: ['dump', 'nope', 'test'], exitCode: 65, stderr: `[ERROR] Unknown resource nope.\n[ERROR] [test] Unable to read metadata from ${disk}.\n` },
+  ];
+  for (const c of cases) {
+    const r = await hastctl(conf, ...c.args);
+    t.equal(r.stderr, c.stderr, c.args.join(' '));
+    t.equal(r.exitCode, c.exitCode, c.args.join(' '));
+  }
+  t.equal(readFileSync(disk).every((b) => b === 0), true, 'the refused creates wrote nothing');
+});
+
+t.test('dump refuses garbage, truncated and foreign metadata', async (t) => {
+  const dir = t.testdir();
+  const garbage = sparseFile(dir, 'garbage', MiB);
+  writeFileSync(garbage, Buffer.from(Array.from({ length: MiB }, (_, i) => (i * 7919 + 13) & 0xff)));
+  const short = join(dir, 'short');
+  writeFileSync(short, Buffer.alloc(100));
+  const other = sparseFile(dir, 'other', 4 * MiB);
+  const first = hastConf(dir, { data: other });
+  t.equal((await hastctl(first, 'create', 'data')).exitCode, 0);
+  const conf = hastConf(dir, { garbage, short, test: other });
+  const cases: [string, string][] = [
+    ['garbage', `[ERROR] [garbage] Metadata read from ${garbage} is invalid.`],
+    ['short', `[ERROR] [short] Unable to read metadata from ${short}: component is smaller than 4096 bytes.`],
+    ['test', `[ERROR] [test] Provider ${other} is not part of resource test.`],
+  ];
+  for (const [name, message] of cases) {
+    const r = await hastctl(conf, 'dump', name);
+    t.equal(r.exitCode, 66, name);
+    t.equal(r.stdout, '', name);
+    t.equal(r.stderr.split('\n')[0], message, name);
+  }
+});
+
+t.test('a component held by another engine is not created over', async (t) => {
+  const dir = t.testdir();
+  const disk = sparseFile(dir, 'disk', 4 * MiB);
+  const conf = hastConf(dir, { test: disk });
+  const holder = await LocalComponent.open(disk);
+  t.teardown(() => holder.close());
+  const r = await hastctl(conf, 'create', 'test');
+  t.equal(r.exitCode, 66);
+  t.equal(r.stderr, `[ERROR] [test] Unable to lock ${disk} (another hastd/engine holds it)\n`);
+  t.equal(readFileSync(disk).every((b) => b === 0), true);
+  t.equal((await hastctl(conf, 'dump', 'test')).exitCode, 66, 'dump still reads while it is held');
+});
+
+t.test('usage errors exit 64', async (t) => {
+  const dir = t.testdir();
+  const conf = hastConf(dir, { test: sparseFile(dir, 'disk', MiB) });
+  for (const args of [['create'], ['create', '-e', 'lots', 'test'], ['create', '-x', 'test'], ['frob']]) {
+    const r = await hastctl(conf, ...args);
+    t.equal(r.exitCode, 64, args.join(' '));
+    t.match(r.stderr, 'usage: carp-hast hastctl create', args.join(' '));
+  }
+  t.equal((await runCli(['hastctl'])).exitCode, 64);
+  const help = await runCli(['hastctl', '--help']);
+  t.equal(help.exitCode, 0);
+  t.match(help.stdout, 'carp-hast hastctl dump');
+});
+
+t.test('role, list and status need the daemon, which is not built yet: exit 69', async (t) => {
+  const dir = t.testdir();
+  const conf = hastConf(dir, { test: sparseFile(dir, 'disk', MiB) });
+  for (const verb of ['role', 'list', 'status']) {
+    const r = await hastctl(conf, verb, 'all');
+    t.equal(r.exitCode, 69, verb);
+    t.match(r.stderr, 'not built yet', verb);
+  }
+});
+
+t.test('create and dump on loop devices', { skip: isRoot ? false : 'losetup needs root' }, async (t) => {
+  const policy = { timeoutMs: 30_000, killAfterMs: 5_000 };
+  for (const [sector, dumpText] of [
+    [
+      512,
+      // 32 extents: 4 bytes of bitmap in one 512-byte sector.
+      'datasize: 67104256 (64MB)\n    extentsize: 2097152 (2.0MB)\n    keepdirty: 64\n    localoff: 4608\n',
+    ],
+    [
+      4096,
+      // The same 4 bytes take a whole 4096-byte sector.
+      'datasize: 67100672 (64MB)\n    extentsize: 2097152 (2.0MB)\n    keepdirty: 64\n    localoff: 8192\n',
+    ],
+  ] as const) {
+    const dir = t.testdir();
+    const backing = sparseFile(dir, 'backing', 64 * MiB);
+    const loop = (await runCommand(['losetup', '--find', '--show', '--sector-size', String(sector), backing], policy)).stdout.trim();
+    t.teardown(() => runCommand(['losetup', '--detach', loop], policy));
+    const conf = hastConf(dir, { test: loop });
+    const created = await hastctl(conf, 'create', 'test');
+    t.equal(created.stderr, '', `create on ${sector}-byte sectors`);
+    t.equal(created.exitCode, 0);
+    const dump = await hastctl(conf, 'dump', 'test');
+    t.equal(dump.stdout, `resource: test\n    ${dumpText}    resuid: 0\n    localcnt: 0\n    remotecnt: 0\n    prevrole: init\n`);
+  }
+});

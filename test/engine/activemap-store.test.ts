@@ -1,0 +1,212 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Activemap, isExtentMarked } from '../../src/engine/activemap.js';
+import { ActivemapStore } from '../../src/engine/activemap-store.js';
+import { LocalComponent } from '../../src/engine/local-component.js';
+import { FaultyStore } from '../fixtures/faulty-store.js';
+
+const MiB = 1024 * 1024;
+const MAP_OFFSET = 4096;
+const NEXTENTS = 10;
+const DATA_OFFSET = MAP_OFFSET + 512;
+
+interface Rig {
+  path: string;
+  disk: FaultyStore;
+  map: Activemap;
+  store: ActivemapStore;
+}
+
+// A component file laid out as hastd does (metadata, one-sector map, ten 1 MiB extents) behind a FaultyStore.
+async function rig(t: Test, options: { keepdirty?: number; metaflush?: boolean } = {}): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'activemap-store-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'component');
+  await writeFile(path, '');
+  await truncate(path, DATA_OFFSET + NEXTENTS * MiB);
+  const disk = new FaultyStore(await LocalComponent.open(path));
+  t.teardown(() => disk.close());
+  const keepdirty = options.keepdirty ?? 3;
+  const map = new Activemap({ datasize: NEXTENTS * MiB, extentsize: MiB, keepdirty, sectorsize: 512 });
+  const store = new ActivemapStore(map, disk, { mapOffset: MAP_OFFSET, metaflush: options.metaflush ?? true });
+  return { path, disk, map, store };
+}
+
+// The extents the map on disk marks right now, read straight from the file.
+async function onDisk(path: string): Promise<number[]> {
+  const image = (await readFile(path)).subarray(MAP_OFFSET, MAP_OFFSET + 512);
+  return [...Array(NEXTENTS).keys()].filter((extent) => isExtentMarked(image, extent));
+}
+
+// A promise's state without waiting for it.
+function watch(promise: Promise<unknown>): { settled: boolean } {
+  const state = { settled: false };
+  promise.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
+}
+
+const at = (extent: number): number => extent * MiB;
+
+t.test('the first write to an extent waits until the map marking it is written and flushed', async (t) => {
+  const { path, disk, store } = await rig(t);
+  await store.beforeWrite(at(2) + 4096, 8192);
+  t.same(await onDisk(path), [2]);
+  t.same(disk.log, ['write 4096+512', 'flush']);
+  t.equal(store.mapWrites, 1);
+  t.equal(store.metaflush, true);
+});
+
+t.test('hot extents cost no map writes; evicted ones are cleared lazily', async (t) => {
+  const { path, disk, store } = await rig(t, { keepdirty: 2 });
+  for (const extent of [0, 1]) {
+    await store.beforeWrite(at(extent), 4096);
+    await store.afterWrite(at(extent), 4096);
+  }
+  t.equal(store.mapWrites, 2);
+  for (let round = 0; round < 10; round++) {
+    for (const extent of [1, 0]) {
+      await store.beforeWrite(at(extent), 4096);
+      await store.afterWrite(at(extent), 4096);
+    }
+  }
+  t.equal(store.mapWrites, 2, 'twenty writes to the two hot extents wrote no map');
+  t.same(await onDisk(path), [0, 1], 'completed writes stay marked while in the LRU');
+
+  await store.beforeWrite(at(5), 4096);
+  t.same(await onDisk(path), [0, 5], 'extent 1, least recently written, is cleared with the next map write');
+  await store.afterWrite(at(5), 4096);
+  t.equal(store.mapWrites, 3);
+  t.same(disk.log.filter((entry) => entry.startsWith('write')).length, 3);
+});
+
+t.test('completing a write on an extent that left the LRU rewrites the map to clear it', async (t) => {
+  const { path, store } = await rig(t, { keepdirty: 1 });
+  await store.beforeWrite(at(0), 4096);
+  await store.beforeWrite(at(1), 4096);
+  t.same(await onDisk(path), [0, 1], 'extent 0 is evicted but its write is pending');
+  await store.afterWrite(at(0), 4096);
+  t.same(await onDisk(path), [1]);
+  t.equal(store.mapWrites, 3);
+});
+
+t.test('requests arriving while a map write is in flight share the next one', async (t) => {
+  const { path, store } = await rig(t, { keepdirty: 16 });
+  await Promise.all([...Array(NEXTENTS).keys()].map((extent) => store.beforeWrite(at(extent), 4096)));
+  t.equal(store.mapWrites, 2, 'the first request started a write; the nine others waited for one more');
+  t.same(await onDisk(path), [...Array(NEXTENTS).keys()]);
+});
+
+t.test('a write to an extent whose mark is still on its way to disk waits for it', async (t) => {
+  const { path, disk, store } = await rig(t);
+  const release = disk.holdWrites();
+  const first = watch(store.beforeWrite(at(3), 4096));
+  await nextTurn();
+  const second = store.beforeWrite(at(3) + 8192, 4096);
+  const secondState = watch(second);
+  await nextTurn();
+  t.equal(first.settled, false);
+  t.equal(secondState.settled, false, 'the extent is in the LRU, but its mark has not reached the disk');
+  release();
+  await second;
+  t.same(await onDisk(path), [3]);
+  t.equal(store.mapWrites, 1, 'the image in flight already marked it: no second map write');
+});
+
+t.test('a write to another extent while a map write is in flight gets its own image', async (t) => {
+  const { path, disk, store } = await rig(t);
+  const release = disk.holdWrites();
+  const first = store.beforeWrite(at(1), 4096);
+  await nextTurn();
+  const second = store.beforeWrite(at(2), 4096);
+  release();
+  await first;
+  await second;
+  t.same(await onDisk(path), [1, 2]);
+  t.equal(store.mapWrites, 2);
+});
+
+t.test('a failed map write fails the write before any data is written', async (t) => {
+  const { path, disk, map, store } = await rig(t);
+  disk.failWritesAt(MAP_OFFSET);
+  const data = Buffer.alloc(4096, 0xab);
+  const attempt = store.beforeWrite(at(4), 4096).then(() => disk.write(data, DATA_OFFSET + at(4)));
+  const error = (await attempt.catch((e: unknown) => e)) as Error;
+  t.equal(error.message, `Unable to write the activemap of ${path}`);
+  t.equal((error.cause as Error).message, `writing 512 bytes at offset ${MAP_OFFSET} of ${path}`);
+  t.same(disk.log, [], 'neither the map nor the data reached the disk');
+  t.equal(map.dirtyExtents(), 0, 'the abandoned write is not counted as pending');
+  t.equal(store.mapWrites, 0);
+
+  disk.heal();
+  t.equal(map.writeStart(at(4), 4096), false, 'the extent is in the LRU, so hastd would not rewrite the map');
+  map.writeComplete(at(4), 4096);
+  await store.beforeWrite(at(4), 4096);
+  t.same(await onDisk(path), [4], 'but the failed write never marked it, so the store does');
+  t.same(disk.log, ['write 4096+512', 'flush']);
+});
+
+t.test('a failed flush fails the write; EOPNOTSUPP turns metaflush off instead', async (t) => {
+  const { path, disk, store } = await rig(t);
+  disk.failFlushes('EIO');
+  const error = (await store.beforeWrite(at(0), 4096).catch((e: unknown) => e)) as Error;
+  t.equal(error.message, `Unable to write the activemap of ${path}`);
+  t.equal((error.cause as Error).message, `flushing of ${path}`);
+  t.equal(store.metaflush, true);
+
+  disk.failFlushes('EOPNOTSUPP');
+  await store.beforeWrite(at(0), 4096);
+  t.equal(store.metaflush, false);
+  t.equal(store.flushUnsupported, true);
+  await store.beforeWrite(at(1), 4096);
+  t.same(disk.log, ['write 4096+512', 'write 4096+512', 'write 4096+512'], 'no flush is tried any more');
+  t.same(await onDisk(path), [0, 1]);
+});
+
+t.test('with metaflush off the map is written but not flushed', async (t) => {
+  const { disk, store } = await rig(t, { metaflush: false });
+  await store.beforeWrite(at(0), 4096);
+  t.same(disk.log, ['write 4096+512']);
+  t.equal(store.flushUnsupported, false);
+});
+
+t.test('a missed remote write is on disk before markNeedSync resolves, and cleared once synced', async (t) => {
+  const { path, map, store } = await rig(t, { keepdirty: 1 });
+  await store.beforeWrite(at(6), 4096);
+  await store.markNeedSync(at(6), 4096);
+  t.equal(store.mapWrites, 1, 'already marked on disk by the write itself');
+  await store.afterWrite(at(6), 4096);
+  await store.markNeedSync(at(8), 4096);
+  t.same(await onDisk(path), [6, 8]);
+  t.equal(store.mapWrites, 2);
+
+  map.syncRewind();
+  for (;;) {
+    const step = map.syncOffset();
+    if (step.finishedExtent !== undefined) await store.extentSynced(step.finishedExtent);
+    if (step.range === undefined) break;
+  }
+  t.same(await onDisk(path), [6], 'extent 8 is clean; extent 6 is still in the LRU');
+  t.equal(map.dirtyExtents(), 0);
+});
+
+t.test('flush writes the current image, e.g. after loading the map at startup', async (t) => {
+  const { path, map, store } = await rig(t);
+  map.loadOndisk(Buffer.from([0x21, 0x02]));
+  await store.flush();
+  t.same(await onDisk(path), [0, 5, 9]);
+});
+
+t.test('a map write failing after a write completes is reported to the caller', async (t) => {
+  const { disk, store } = await rig(t, { keepdirty: 1 });
+  await store.beforeWrite(at(0), 4096);
+  await store.beforeWrite(at(1), 4096);
+  disk.failWritesAt(MAP_OFFSET);
+  await t.rejects(store.afterWrite(at(0), 4096), { message: `Unable to write the activemap of ${disk.path}` });
+});
