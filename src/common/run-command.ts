@@ -2,14 +2,17 @@ import { execa } from 'execa';
 
 // How long a command may run and what happens when it overstays: storage commands get a policy each.
 export interface CommandPolicy {
-  // Milliseconds before SIGTERM; a failed wait is reported with timedOut set.
-  timeoutMs: number;
+  // Milliseconds before SIGTERM, or 'none' for programs we must not kill (hastd's hooks are only reported);
+  // a command that overstays is reported with timedOut set.
+  timeoutMs: number | 'none';
   // Milliseconds between SIGTERM and SIGKILL, or 'never' for commands that must not be killed mid-way (fsck).
   killAfterMs: number | 'never';
   // Bytes to feed on stdin; none by default so a command never waits on our terminal.
   input?: string;
   // Extra environment on top of ours.
   env?: Record<string, string>;
+  // Told the process id once the program has started, for callers that report on long runners.
+  onSpawn?: (pid: number) => void;
 }
 
 // A finished command: what it printed and how long it took.
@@ -50,15 +53,17 @@ export async function runCommand(argv: string[], policy: CommandPolicy): Promise
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('runCommand needs a program to run.');
   const started = performance.now();
-  const result = await execa(file, args, {
+  const subprocess = execa(file, args, {
     reject: false,
-    timeout: policy.timeoutMs,
+    timeout: policy.timeoutMs === 'none' ? undefined : policy.timeoutMs,
     forceKillAfterDelay: policy.killAfterMs === 'never' ? false : policy.killAfterMs,
     cleanup: policy.killAfterMs !== 'never',
     input: policy.input ?? '',
     env: policy.env,
     stripFinalNewline: false,
   });
+  if (policy.onSpawn !== undefined && subprocess.pid !== undefined) policy.onSpawn(subprocess.pid);
+  const result = await subprocess;
   const fields = {
     argv,
     exitCode: result.exitCode,
