@@ -59,7 +59,8 @@ export function isNotSupported(error: unknown): boolean {
 
 // Options for LocalComponent.open.
 export interface OpenOptions {
-  // Open O_RDONLY (dump and other offline readers); writes then fail with EBADF.
+  // Open O_RDONLY and without the lock, as hastctl dump reads a component a running engine holds; writes
+  // then fail with EBADF.
   readOnly?: boolean;
 }
 
@@ -82,7 +83,7 @@ export class LocalComponent implements BlockStore {
     this.lockUnsupported = lockUnsupported;
   }
 
-  // Opens and exclusively locks path; refuses with ComponentBusyError if someone else holds it.
+  // Opens and exclusively locks path (unless read-only); refuses with ComponentBusyError if someone else holds it.
   static async open(path: string, options: OpenOptions = {}): Promise<LocalComponent> {
     let handle: FileHandle;
     try {
@@ -91,7 +92,7 @@ export class LocalComponent implements BlockStore {
       throw new ComponentError(`Unable to open ${path}`, path, error);
     }
     try {
-      const lockUnsupported = await lockExclusive(handle.fd, path);
+      const lockUnsupported = options.readOnly ? false : await lockExclusive(handle.fd, path);
       const geometry = await componentGeometry(handle, path);
       return new LocalComponent(path, handle, geometry, lockUnsupported);
     } catch (error) {
