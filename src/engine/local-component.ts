@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import fsExt from 'fs-ext';
+import { tryLockExclusive, type LockOutcome } from '../common/flock.js';
 import { runCommand } from '../common/run-command.js';
 
 // Regular files have no sector size of their own; hastd uses 512 for them, and so do we.
@@ -182,17 +182,14 @@ interface ComponentGeometry {
 }
 
 async function lockExclusive(fd: number, path: string): Promise<boolean> {
+  let outcome: LockOutcome;
   try {
-    await new Promise<void>((resolve, reject) => {
-      fsExt.flock(fd, 'exnb', (error) => (error ? reject(error) : resolve()));
-    });
-    return false;
+    outcome = await tryLockExclusive(fd);
   } catch (error) {
-    if (isNotSupported(error)) return true;
-    const code = errnoCode(error);
-    if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw new ComponentBusyError(path, error);
     throw new ComponentError(`Unable to lock ${path}`, path, error);
   }
+  if (outcome === 'busy') throw new ComponentBusyError(path);
+  return outcome === 'unsupported';
 }
 
 async function componentGeometry(handle: FileHandle, path: string): Promise<ComponentGeometry> {
