@@ -1,9 +1,11 @@
 #!/bin/sh
 # Installs the Debian 12 packages that carp-hast's tests and lab use (run as root; idempotent).
-# util-linux: losetup, fallocate, blkdiscard. e2fsprogs: mkfs.ext4, fsck.ext4.
+# util-linux: losetup, fallocate, blkdiscard. e2fsprogs: mkfs.ext4, fsck.ext4. qemu-utils (qemu-io),
+# libnbd-bin (nbdinfo, nbdcopy, nbdfuse), fio (its nbd engine), nbdkit (the NBD reference server):
+# clients and a peer nobody here wrote, to check our NBD export. fuse3: nbdfuse. kmod: modprobe nbd.
 set -eu
 
-PACKAGES="util-linux e2fsprogs"
+PACKAGES="util-linux e2fsprogs qemu-utils libnbd-bin fio nbdkit fuse3 kmod"
 
 missing=""
 for pkg in $PACKAGES; do
