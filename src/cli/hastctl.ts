@@ -1,10 +1,13 @@
 import { DEFAULT_HAST_CONF, loadHastConf, type HastConfig, type HastResource } from '../config/hast-conf.js';
 import { localNodeIdentity } from '../config/node-identity.js';
 import { expandNumber } from '../common/expand-number.js';
-import { ExitError, NotImplementedError, UsageError } from '../common/errors.js';
+import { ExitError, UsageError } from '../common/errors.js';
 import { EX_DATAERR } from '../common/sysexits.js';
 import { createComponent, readComponentMetadata } from '../engine/component-metadata.js';
-import { formatDump } from '../engine/hastctl-format.js';
+import { ALL_RESOURCES, firstResourceError, isFailure, ROLE_CODES } from '../engine/control-protocol.js';
+import { sendControlRequest } from '../engine/hastctl-client.js';
+import { formatDump, formatList, formatStatus } from '../engine/hastctl-format.js';
+import type { HastRole } from '../engine/metadata.js';
 import { parseCommandArgs } from './args.js';
 import type { Command } from './command.js';
 
@@ -31,8 +34,8 @@ const CREATE_OPTIONS = {
 } as const;
 
 // pjdlog's standard-error format, which scripts around hastctl(8) already match on.
-function logError(resource: string | undefined, message: string): void {
-  process.stderr.write(`[ERROR] ${resource === undefined ? '' : `[${resource}] `}${message}\n`);
+function pjdlog(level: 'ERROR' | 'WARNING', resource: string | undefined, message: string): void {
+  process.stderr.write(`[${level}] ${resource === undefined ? '' : `[${resource}] `}${message}\n`);
 }
 
 function sizeOption(value: string | undefined, name: string): number | undefined {
@@ -57,11 +60,46 @@ async function forEachResource(
       await action(resource);
     } catch (error) {
       if (!(error instanceof ExitError)) throw error;
-      logError(resource === undefined ? undefined : name, error.message);
+      pjdlog('ERROR', resource === undefined ? undefined : name, error.message);
       if (exitCode === 0) exitCode = error.exitCode;
     }
   }
   return exitCode;
+}
+
+// Runs one exchange with the running engine; a failure to reach it is reported here, as hastctl does, and
+// comes back as the exit code.
+async function askDaemon<R>(exchange: () => Promise<R>): Promise<R | number> {
+  try {
+    return await exchange();
+  } catch (error) {
+    if (!(error instanceof ExitError)) throw error;
+    pjdlog('ERROR', undefined, error.message);
+    return error.exitCode;
+  }
+}
+
+// `role`: prints nothing on success; a resource hastd refused gets a warning, and its error is the exit code.
+async function changeRole(config: HastConfig, role: HastRole, names: string[]): Promise<number> {
+  const reply = await askDaemon(() => sendControlRequest(config.control, { cmd: 'setrole', role, resources: names }));
+  if (typeof reply === 'number') return reply;
+  for (const entry of reply.resources) {
+    if (isFailure(entry)) pjdlog('WARNING', entry.name, `Received error ${entry.error} from hastd.`);
+  }
+  return firstResourceError(reply.resources);
+}
+
+// `status` and `list`: no names means all.
+async function showStatus(config: HastConfig, names: string[], format: typeof formatStatus): Promise<number> {
+  const resources = names.length === 0 ? [ALL_RESOURCES] : names;
+  const reply = await askDaemon(() => sendControlRequest(config.control, { cmd: 'status', resources }));
+  if (typeof reply === 'number') return reply;
+  process.stdout.write(format(reply.resources));
+  return firstResourceError(reply.resources);
+}
+
+function isRole(word: string | undefined): word is HastRole {
+  return word !== undefined && Object.hasOwn(ROLE_CODES, word);
 }
 
 function printUsage(): number {
@@ -104,10 +142,20 @@ export const hastctlCommand: Command = {
           process.stdout.write(formatDump(await readComponentMetadata(resource)));
         });
       }
-      case 'role':
+      case 'role': {
+        const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
+        if (values.help) return printUsage();
+        const [role, ...names] = positionals;
+        if (!isRole(role)) throw new UsageError('role needs init, primary or secondary, then resource names or all');
+        if (names.length === 0) throw new UsageError('role needs at least one resource name (or all)');
+        return changeRole(await loadConfig(values), role, names);
+      }
       case 'list':
-      case 'status':
-        throw new NotImplementedError(`hastctl ${verb} (it needs the engine daemon)`);
+      case 'status': {
+        const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
+        if (values.help) return printUsage();
+        return showStatus(await loadConfig(values), positionals, verb === 'list' ? formatList : formatStatus);
+      }
       case undefined:
         throw new UsageError('a verb is required');
       default:

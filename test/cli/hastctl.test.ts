@@ -1,9 +1,17 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { runCommand } from '../../src/common/run-command.js';
+import { ControlServer } from '../../src/engine/control-server.js';
+import { encodePacket } from '../../src/engine/hast-proto.js';
 import { LocalComponent } from '../../src/engine/local-component.js';
+import { Nv } from '../../src/engine/nv.js';
+import { emptyStatistics, type WorkerStatus } from '../../src/engine/worker-status.js';
 import { runCli } from '../fixtures/cli.js';
+import { FakeTarget, socketDir } from '../fixtures/control-target.js';
+import { memoryLogger } from '../fixtures/memory-log.js';
 
 const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;
@@ -191,14 +199,142 @@ t.test('usage errors exit 64', async (t) => {
   t.match(help.stdout, 'carp-hast hastctl dump');
 });
 
-t.test('role, list and status need the daemon, which is not built yet: exit 69', async (t) => {
-  const dir = t.testdir();
-  const conf = hastConf(dir, { test: sparseFile(dir, 'disk', MiB) });
-  for (const verb of ['role', 'list', 'status']) {
-    const r = await hastctl(conf, verb, 'all');
-    t.equal(r.exitCode, 69, verb);
-    t.match(r.stderr, 'not built yet', verb);
+// A hast.conf naming `control` for resources the fake daemon knows; their disks are never opened.
+function daemonConf(dir: string, control: string): string {
+  const path = join(dir, 'hast.conf');
+  const resource = (name: string) => `resource ${name} {\n\ton a {\n\t\tlocal /dev/${name}\n\t\tremote tcp://10.0.0.2\n\t}\n}\n`;
+  writeFileSync(path, `control ${control}\n${resource('shared')}${resource('data')}`);
+  return path;
+}
+
+async function fakeDaemon(t: Test) {
+  const dir = socketDir(t);
+  const control = `uds://${join(dir, 'ctl')}`;
+  const target = new FakeTarget(['shared', 'data']);
+  const memory = memoryLogger();
+  const server = await ControlServer.listen(join(dir, 'ctl'), target, memory.log);
+  t.teardown(() => server.close());
+  return { conf: daemonConf(dir, control), control, target, dir };
+}
+
+const worker: WorkerStatus = {
+  status: 'complete',
+  replication: 'memsync',
+  dirty: 6291456,
+  extentsize: 2097152,
+  keepdirty: 64,
+  statistics: { ...emptyStatistics(), reads: 120n, writes: 77n, flushes: 3n, activemapUpdates: 9n },
+  queues: { local: 0, send: 1, recv: 0, done: 0, idle: 255 },
+};
+
+t.test('role then status and list against a running daemon', async (t) => {
+  const { conf, target } = await fakeDaemon(t);
+  const role = await hastctl(conf, 'role', 'primary', 'shared');
+  t.same(role, { exitCode: 0, stdout: '', stderr: '' }, 'role prints nothing on success');
+  t.equal(target.roles.get('shared'), 'primary');
+  target.workers.set('shared', { pid: 31337, status: worker });
+
+  const status = await hastctl(conf, 'status');
+  t.equal(status.stderr, '');
+  t.equal(status.exitCode, 0);
+  t.equal(
+    status.stdout,
+    'Name\tStatus\t Role\t\tComponents\n' +
+      'shared\tcomplete primary        /dev/shared\ttcp://10.0.0.2\n' +
+      'data\t-        init           /dev/data\ttcp://10.0.0.2\n',
+  );
+  t.equal((await hastctl(conf, 'status', 'all')).stdout, status.stdout, 'all is the same as nothing');
+
+  const list = await hastctl(conf, 'list', 'shared', 'data');
+  t.equal(list.exitCode, 0);
+  t.equal(
+    list.stdout,
+    `shared:
+  role: primary
+  provname: shared
+  localpath: /dev/shared
+  extentsize: 2097152 (2.0MB)
+  keepdirty: 64
+  remoteaddr: tcp://10.0.0.2
+  replication: memsync
+  status: complete
+  workerpid: 31337
+  dirty: 6291456 (6.0MB)
+  statistics:
+    reads: 120
+    writes: 77
+    deletes: 0
+    flushes: 3
+    activemap updates: 9
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 1, recv: 0, done: 0, idle: 255
+data:
+  role: init
+  provname: data
+  localpath: /dev/data
+  extentsize: 0 (0B)
+  keepdirty: 0
+  remoteaddr: tcp://10.0.0.2
+  replication: memsync
+  dirty: 0 (0B)
+  statistics:
+    reads: 0
+    writes: 0
+    deletes: 0
+    flushes: 0
+    activemap updates: 0
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
+`,
+  );
+});
+
+t.test('unknown resources: ERR1 / error: 1 / a warning, and exit 1', async (t) => {
+  const { conf, target } = await fakeDaemon(t);
+  const status = await hastctl(conf, 'status', 'nope', 'data');
+  t.equal(status.exitCode, 1);
+  t.equal(status.stdout, 'Name\tStatus\t Role\t\tComponents\nnope\tERR1\ndata\t-        init           /dev/data\ttcp://10.0.0.2\n');
+  const list = await hastctl(conf, 'list', 'nope');
+  t.same(list, { exitCode: 1, stdout: 'nope:\n  error: 1\n', stderr: '' });
+  const role = await hastctl(conf, 'role', 'secondary', 'nope', 'all');
+  t.same(role, {
+    exitCode: 1,
+    stdout: '',
+    stderr: '[WARNING] [nope] Received error 1 from hastd.\n[WARNING] [all] Received error 1 from hastd.\n',
+  }, '"all" after a name is just a name');
+  t.same(target.calls, []);
+  t.equal((await hastctl(conf, 'role', 'secondary', 'all')).exitCode, 0);
+  t.same(target.calls, ['shared:secondary', 'data:secondary']);
+});
+
+t.test('no daemon listening: exit 71', async (t) => {
+  const dir = socketDir(t);
+  const control = `uds://${join(dir, 'ctl')}`;
+  const conf = daemonConf(dir, control);
+  for (const args of [['status'], ['list', 'shared'], ['role', 'init', 'all']]) {
+    const r = await hastctl(conf, ...args);
+    t.same(r, { exitCode: 71, stdout: '', stderr: `[ERROR] Unable to connect to hastd via ${control}: No such file or directory.\n` }, args.join(' '));
   }
+});
+
+t.test('a global error from hastd: exit 70', async (t) => {
+  const dir = socketDir(t);
+  const path = join(dir, 'ctl');
+  const server = createServer((socket) => socket.once('data', () => socket.end(Buffer.concat(encodePacket(new Nv().addInt16('error', 2))))));
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const r = await hastctl(daemonConf(dir, path), 'status');
+  t.same(r, { exitCode: 70, stdout: '', stderr: '[ERROR] Error 2 received from hastd.\n' });
+});
+
+t.test('role usage errors exit 64 before anything is sent', async (t) => {
+  const { conf, target } = await fakeDaemon(t);
+  for (const args of [['role'], ['role', 'primary'], ['role', 'master', 'all'], ['role', '-x', 'init', 'all'], ['status', '-q']]) {
+    const r = await hastctl(conf, ...args);
+    t.equal(r.exitCode, 64, args.join(' '));
+    t.match(r.stderr, 'usage: carp-hast hastctl create', args.join(' '));
+  }
+  t.same(target.calls, []);
 });
 
 t.test('create and dump on loop devices', { skip: isRoot ? false : 'losetup needs root' }, async (t) => {
