@@ -11,6 +11,9 @@ const HEADER_SIZE = 5;
 const QUEUE_HIGH = 64;
 const QUEUE_LOW = 16;
 
+// How long a connection closed after a last packet waits for the peer to close its side.
+const CLOSE_LINGER_MS = 5_000;
+
 // Bounds on what a peer may make us buffer: an nv header is a few hundred bytes in practice; payloads are
 // at most one request (MAXPHYS) or one activemap, whichever the caller allows.
 export interface PacketLimits {
@@ -112,12 +115,27 @@ export class PacketDecoder {
     return { version, nv, payload: payloadSize === 0 ? undefined : this.take(payloadSize) };
   }
 
+  // Takes `size` buffered bytes: a view when they sit in one chunk, else one copy of exactly those bytes. What
+  // follows is never copied, so a payload is copied at most once however the socket chunked it.
   private take(size: number): Buffer {
-    const whole = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    const taken = whole.subarray(0, size);
-    const rest = whole.subarray(size);
-    this.chunks = rest.length > 0 ? [rest] : [];
+    if (size === 0) return Buffer.alloc(0);
     this.buffered -= size;
+    const first = this.chunks[0]!;
+    if (first.length >= size) {
+      if (first.length === size) this.chunks.shift();
+      else this.chunks[0] = first.subarray(size);
+      return first.subarray(0, size);
+    }
+    const taken = Buffer.allocUnsafe(size);
+    let filled = 0;
+    while (filled < size) {
+      const chunk = this.chunks[0]!;
+      const count = Math.min(chunk.length, size - filled);
+      chunk.copy(taken, filled, 0, count);
+      filled += count;
+      if (count === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(count);
+    }
     return taken;
   }
 }
@@ -186,6 +204,15 @@ export class PacketConnection {
   close(reason = 'Connection closed.'): void {
     this.fail(new ConnectionClosedError(reason));
     this.socket.destroy();
+  }
+
+  // Sends a last packet (a refusal the peer must be able to read) and closes once it is written. A peer that
+  // never closes its side is cut off after CLOSE_LINGER_MS.
+  sendAndClose(nv: Nv, version?: number): void {
+    if (this.failure === undefined) this.send(nv, undefined, version);
+    this.fail(new ConnectionClosedError('Connection closed.'));
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), CLOSE_LINGER_MS).unref();
   }
 
   get closed(): boolean {

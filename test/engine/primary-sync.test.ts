@@ -1,0 +1,140 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { LocalComponent } from '../../src/engine/local-component.js';
+import { encodeMetadata } from '../../src/engine/metadata.js';
+import { PrimaryWorker, type PrimaryOptions } from '../../src/engine/primary.js';
+import { formatDuration } from '../../src/engine/primary-sync.js';
+import type { OpenComponent } from '../../src/engine/resource-component.js';
+import { FaultyStore } from '../fixtures/faulty-store.js';
+import {
+  EXTENT,
+  KiB,
+  SecondaryNode,
+  createComponentFile,
+  dataOf,
+  hastResource,
+  metadataOf,
+  pattern,
+  poke,
+  recordingContext,
+  scratchDir,
+  waitFor,
+} from '../fixtures/replication-pair.js';
+
+// A FaultyStore-wrapping opener that remembers the store it opened last.
+function faultyOpener(): { open: OpenComponent; disk: () => FaultyStore } {
+  let disk: FaultyStore | undefined;
+  return { open: async (file) => (disk = new FaultyStore(await LocalComponent.open(file))), disk: () => disk! };
+}
+
+// A primary holding data (it has connected before, localcnt 1) and a freshly created secondary: the
+// secondary asks for everything.
+async function fullSyncPair(t: Test, options: { primary?: PrimaryOptions; secondary?: OpenComponent } = {}) {
+  const dir = await scratchDir(t);
+  const primaryPath = await createComponentFile(dir, 'primary');
+  const secondaryPath = await createComponentFile(dir, 'secondary');
+  const metadata = await metadataOf(primaryPath);
+  await poke(primaryPath, 0, encodeMetadata({ ...metadata, resuid: 77n, localcnt: 1n, remotecnt: 0n }));
+  const localoff = Number(metadata.localoff);
+  for (let extent = 0; extent < Number(metadata.datasize) / EXTENT; extent += 5) await poke(primaryPath, localoff + extent * EXTENT, pattern(EXTENT, extent));
+  const node = new SecondaryNode(hastResource({ local: secondaryPath, remote: 'tcp4://127.0.0.1' }));
+  const port = await node.listen(undefined, { openComponent: options.secondary });
+  t.teardown(() => node.stop());
+  const context = recordingContext();
+  const resource = hastResource({ local: primaryPath, remote: `tcp4://127.0.0.2:${port}`, source: 'tcp4://127.0.0.1' });
+  const primary = await PrimaryWorker.start(resource, context, { reconnectMs: 50, ...options.primary });
+  t.teardown(() => primary.stop());
+  return { node, port, context, primary, primaryPath, secondaryPath, datasize: Number(metadata.datasize) };
+}
+
+t.test('a fresh secondary gets a full copy; the counters then match', async (t) => {
+  const { node, context, primary, primaryPath, secondaryPath, datasize } = await fullSyncPair(t);
+  await waitFor('the sync', () => context.events.includes('syncdone'));
+  t.equal(Math.ceil(datasize / EXTENT) * EXTENT, 4 * 1024 * 1024, 'the fixture has 64 extents');
+  t.ok(context.messages().includes('Synchronization started. 4.0MB to go.'));
+  t.ok(context.messages().some((m) => /^Synchronization complete\. 4\.0MB synchronized in \d+s \([0-9.]+[KMG]?B\/sec\)\.$/.test(m)));
+  t.same(context.events, ['connect', 'syncstart', 'syncdone']);
+  await primary.stop();
+  await node.stop();
+  t.equal(Buffer.compare(await dataOf(primaryPath), await dataOf(secondaryPath)), 0, 'identical');
+  t.match(await metadataOf(primaryPath), { resuid: 77n, localcnt: 0n, remotecnt: 0n });
+  t.match(await metadataOf(secondaryPath), { resuid: 77n, localcnt: 0n, remotecnt: 0n });
+});
+
+t.test('an interrupted sync is reported and resumed at the next connection', async (t) => {
+  const secondary = faultyOpener();
+  const { node, port, context, primary, primaryPath, secondaryPath } = await fullSyncPair(t, { secondary: secondary.open });
+  await waitFor('the session', () => node.worker !== undefined);
+  const release = secondary.disk().holdWrites();
+  await waitFor('the sync to start', () => context.events.includes('syncstart'));
+  const stopping = node.stop();
+  release();
+  await stopping;
+  await waitFor('the interruption', () => context.events.includes('syncintr'));
+  t.ok(context.messages().some((m) => /^Synchronization interrupted after \d+s\. [0-9.]+[KM]?B synchronized so far\.$/.test(m)));
+  t.ok(primary.status().dirty > 0, 'what was not copied is still dirty');
+  await node.listen(port, { openComponent: secondary.open });
+  await waitFor('the resumed sync', () => context.events.includes('syncdone'));
+  t.same(context.events, ['connect', 'syncstart', 'disconnect', 'syncintr', 'connect', 'syncstart', 'syncdone']);
+  t.equal(primary.status().dirty, 0);
+  await primary.stop();
+  await node.stop();
+  t.equal(Buffer.compare(await dataOf(primaryPath), await dataOf(secondaryPath)), 0, 'identical');
+});
+
+t.test('a chunk that cannot be read stays dirty', async (t) => {
+  const local = faultyOpener();
+  const dir = await scratchDir(t);
+  const path = await createComponentFile(dir, 'probe');
+  const localoff = Number((await metadataOf(path)).localoff);
+  const { context, primary } = await fullSyncPair(t, {
+    primary: {
+      openComponent: async (file) => {
+        const store = await local.open(file);
+        local.disk().failReadsAt(localoff + 3 * EXTENT);
+        return store;
+      },
+    },
+  });
+  await waitFor('the end of the sync', () => context.messages().some((m) => m.startsWith('Synchronization left')));
+  t.ok(context.messages().some((m) => m.startsWith(`Unable to read synchronization data: reading ${EXTENT} bytes at offset ${localoff + 3 * EXTENT} of`)));
+  t.ok(context.messages().includes('Synchronization left 1 extent(s) dirty after errors; they are copied again at the next connection.'));
+  t.equal(primary.status().dirty, EXTENT);
+  t.notOk(context.events.includes('syncdone'));
+});
+
+t.test('a sync that cannot record its end says so', async (t) => {
+  const dir = await scratchDir(t);
+  const primaryPath = await createComponentFile(dir, 'primary');
+  const secondaryPath = await createComponentFile(dir, 'secondary');
+  for (const path of [primaryPath, secondaryPath]) {
+    const metadata = await metadataOf(path);
+    await poke(path, 0, encodeMetadata({ ...metadata, resuid: 5n }));
+  }
+  const node = new SecondaryNode(hastResource({ local: secondaryPath, remote: 'tcp4://127.0.0.1' }));
+  const port = await node.listen();
+  t.teardown(() => node.stop());
+  const local = faultyOpener();
+  const context = recordingContext();
+  const primary = await PrimaryWorker.start(
+    hastResource({ local: primaryPath, remote: `tcp4://127.0.0.2:${port}`, source: 'tcp4://127.0.0.1' }),
+    context,
+    { openComponent: local.open },
+  );
+  t.teardown(() => primary.stop());
+  local.disk().failWritesAt(0);
+  await waitFor('the failure', () => context.messages().some((m) => m.startsWith('Synchronization failed: ')));
+  t.ok(context.messages().includes('Nodes are in sync.'));
+  t.match(context.messages().find((m) => m.startsWith('Synchronization failed: ')), `Synchronization failed: Unable to write metadata to ${primaryPath}.`);
+  await primary.device.write(0, pattern(4 * KiB, 1));
+  t.pass('the primary keeps serving');
+});
+
+t.test('durations are written as hastd logs them', async (t) => {
+  t.equal(formatDuration(0), '0s');
+  t.equal(formatDuration(999), '0s');
+  t.equal(formatDuration(61_000), '1m1s');
+  t.equal(formatDuration(3_600_000), '1h');
+  t.equal(formatDuration(90_061_000), '1d1h1m1s');
+  t.equal(formatDuration(86_400_000 + 5_000), '1d0h0m5s', 'units after the first are written while seconds remain');
+});
