@@ -1,9 +1,142 @@
-import { pendingCommand } from './command.js';
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { DEFAULT_HAST_CONF, loadHastConf } from '../config/hast-conf.js';
+import { localNodeIdentity } from '../config/node-identity.js';
+import { describeError, ExitError } from '../common/errors.js';
+import { createLogger, type Logger } from '../common/log.js';
+import { EX_OSERR, EX_USAGE } from '../common/sysexits.js';
+import { Engine } from '../engine/engine.js';
+import { Pidfile } from '../engine/pidfile.js';
+import { parseCommandArgs } from './args.js';
+import { wantsHelp, type Command } from './command.js';
 
-// `carp-hast hastd`: the built-in HAST replication engine (hastd(8) compatible).
-export const hastdCommand = pendingCommand({
+const USAGE = `usage: carp-hast hastd [-dFh] [-c config] [-n node] [-P pidfile] [--run-dir DIR] [--log-format text|json]
+                      [--no-attach]
+
+The built-in HAST engine. -F stays in the foreground and logs to stderr (text lines by default, JSON for a
+supervising process); without -F it detaches, logs JSON to <run-dir>/hastd.log and writes the pid file.
+-d (repeatable) raises the log level. -n picks hast.conf's 'on' blocks by node name instead of the hostname.
+SIGHUP reloads hast.conf (the old configuration stays if the new one is invalid); SIGTERM stops cleanly.
+A primary's device is served over NBD at <run-dir>/<name>.nbd and, when run as root on Linux, attached as
+/dev/hast/<name>; --no-attach keeps it to NBD.
+`;
+
+export const DEFAULT_RUN_DIR = '/var/run/carp-hast';
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  debug: { type: 'boolean', short: 'd', multiple: true },
+  foreground: { type: 'boolean', short: 'F' },
+  help: { type: 'boolean', short: 'h' },
+  node: { type: 'string', short: 'n' },
+  pidfile: { type: 'string', short: 'P' },
+  'run-dir': { type: 'string' },
+  'log-format': { type: 'string' },
+  'no-attach': { type: 'boolean' },
+} as const;
+
+// `carp-hast hastd`: the built-in replication engine, compatible with hastd(8).
+export const hastdCommand: Command = {
   name: 'hastd',
   summary: 'the built-in HAST replication engine (hastd(8) compatible).',
-  usage: `usage: carp-hast hastd [-dFh] [-c config] [-n node] [-P pidfile] [--run-dir DIR]
-`,
-});
+  usage: USAGE,
+  async run(args) {
+    if (wantsHelp(args)) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const { values, positionals } = parseCommandArgs(args, OPTIONS);
+    if (positionals.length > 0) throw new ExitError(`unexpected argument '${positionals[0]}'`, EX_USAGE);
+    const format = values['log-format'] ?? 'text';
+    if (format !== 'text' && format !== 'json') throw new ExitError(`--log-format must be text or json, not '${format}'`, EX_USAGE);
+    const runDir = resolve(values['run-dir'] ?? DEFAULT_RUN_DIR);
+    if (!values.foreground) return detach(args, runDir);
+    const debug = values.debug?.length ?? 0;
+    const log = createLogger({ name: 'hastd', level: debug >= 2 ? 'trace' : debug === 1 ? 'debug' : 'info', format });
+    // A relative path would break SIGHUP reloads after a chdir; hastd resolves it with realpath for the same reason.
+    const configFile = resolve(values.config ?? DEFAULT_HAST_CONF);
+    const identity = await localNodeIdentity(values.node);
+    const config = await loadHastConf(configFile, identity);
+    const pidfile = values.pidfile === undefined ? undefined : await Pidfile.acquire(values.pidfile);
+    let engine: Engine;
+    try {
+      engine = await Engine.start(config, { log, runDir, attach: !values['no-attach'] });
+    } catch (error) {
+      await pidfile?.release();
+      throw error;
+    }
+    const served = serveUntilSignalled(engine, log, async () => loadHastConf(configFile, identity), pidfile);
+    // Started by detach(): tell the parent we are up, then cut the channel so it can exit.
+    if (process.send !== undefined) {
+      process.send('ready');
+      process.disconnect();
+    }
+    return served;
+  },
+};
+
+// Runs the engine until SIGTERM or SIGINT; SIGHUP reloads, keeping the old configuration if the new one fails.
+function serveUntilSignalled(
+  engine: Engine,
+  log: Logger,
+  loadConfig: () => ReturnType<typeof loadHastConf>,
+  pidfile: Pidfile | undefined,
+): Promise<number> {
+  return new Promise((resolveExit) => {
+    let reloading = Promise.resolve();
+    const reload = () => {
+      reloading = reloading.then(async () => {
+        log.info('Reloading configuration...');
+        try {
+          await engine.reload(await loadConfig());
+        } catch (error) {
+          log.error(`Configuration not reloaded: ${describeError(error)}`);
+        }
+      });
+    };
+    const stop = (signal: string) => {
+      process.off('SIGHUP', reload);
+      log.info(`Received ${signal}, exiting.`);
+      void reloading
+        .then(() => engine.stop())
+        .then(() => pidfile?.release())
+        .then(
+          () => resolveExit(0),
+          (error: unknown) => {
+            log.error(`Unable to stop cleanly: ${describeError(error)}`);
+            resolveExit(EX_OSERR);
+          },
+        );
+    };
+    process.on('SIGHUP', reload);
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+// Without -F: start ourselves again in the foreground, detached, with JSON logs in the run directory, and
+// return once it reports that it serves, or with its exit status if it failed to start.
+async function detach(args: string[], runDir: string): Promise<number> {
+  await mkdir(runDir, { recursive: true, mode: 0o755 });
+  const logFile = join(runDir, 'hastd.log');
+  const output = openSync(logFile, 'a', 0o640);
+  const childArgs = [...args, '-F', '--log-format', 'json'];
+  if (!args.some((a) => a === '-P' || a.startsWith('--pidfile'))) childArgs.push('-P', join(runDir, 'hastd.pid'));
+  const child = spawn(process.execPath, [process.argv[1] ?? '', 'hastd', ...childArgs], {
+    detached: true,
+    stdio: ['ignore', output, output, 'ipc'],
+  });
+  const exitCode = await new Promise<number | undefined>((resolveWait) => {
+    child.once('message', () => resolveWait(undefined));
+    child.once('exit', (code) => resolveWait(code ?? EX_OSERR));
+  });
+  if (exitCode !== undefined) {
+    process.stderr.write(`carp-hast hastd: the engine exited with status ${exitCode}; see ${logFile}\n`);
+    return exitCode;
+  }
+  child.disconnect();
+  child.unref();
+  return 0;
+}

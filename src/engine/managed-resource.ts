@@ -1,0 +1,153 @@
+import type { HastResource } from '../config/hast-conf.js';
+import { describeError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { ResourceReply } from './control-protocol.js';
+import { DeviceExport, type ExportPolicy } from './device-export.js';
+import type { HookRunner } from './hooks.js';
+import type { HastRole } from './metadata.js';
+import type { SecondaryTarget } from './peer-listener.js';
+import { PrimaryWorker, type WorkerContext } from './primary.js';
+import type { SecondaryWorker } from './secondary.js';
+import type { WorkerEvent } from './worker-status.js';
+
+// What a resource needs from the daemon around it.
+export interface ResourceServices {
+  log: Logger;
+  hooks: HookRunner;
+  exportPolicy: ExportPolicy;
+}
+
+// One hast.conf resource inside the engine: its role and the worker serving that role. hastd forks a worker
+// process per role; here a worker is an object in the one engine process, with the same lifecycle: a primary
+// worker runs while the role is primary, a secondary worker only while a primary is connected.
+export class ManagedResource implements SecondaryTarget {
+  resource: HastResource;
+  role: HastRole = 'init';
+  private readonly services: ResourceServices;
+  private primary: PrimaryWorker | undefined;
+  private deviceExport: DeviceExport | undefined;
+  private secondary: SecondaryWorker | undefined;
+  private log: Logger;
+
+  constructor(resource: HastResource, services: ResourceServices) {
+    this.resource = resource;
+    this.services = services;
+    this.log = services.log.child({ resource: resource.name, role: this.role });
+  }
+
+  // The primary's device, while this node is primary and the worker is up.
+  get primaryWorker(): PrimaryWorker | undefined {
+    return this.primary;
+  }
+
+  // The NBD socket and /dev/hast/<name> of the primary, while they exist.
+  get export(): DeviceExport | undefined {
+    return this.deviceExport;
+  }
+
+  // Changes the role as `hastctl role` asks; resolves to the previous role. Becoming primary starts the
+  // primary worker; if it cannot start, the role falls back to init, as hastd does when a worker exits for good.
+  async setRole(role: HastRole): Promise<HastRole> {
+    const previous = this.role;
+    if (role === previous) return previous;
+    this.setRoleField(role);
+    this.log.info(`Role changed to ${role}.`);
+    await this.stopWorkers();
+    if (role === 'primary') await this.startPrimary();
+    this.services.hooks.run(this.resource.exec, ['role', this.resource.name, previous, role]);
+    return previous;
+  }
+
+  // Applies a changed configuration: a role other than init restarts its worker (hastd restarts a worker whose
+  // local or provider name changed and pushes other changes into it; restarting is the simple, safe superset).
+  async reconfigure(resource: HastResource): Promise<void> {
+    const role = this.role;
+    this.resource = resource;
+    if (role === 'init') return;
+    this.log.info('Configuration changed; restarting the worker.');
+    await this.stopWorkers();
+    if (role === 'primary') await this.startPrimary();
+  }
+
+  // Stops whatever runs and leaves the resource in init (shutdown and removal from the configuration).
+  async shutdown(): Promise<void> {
+    await this.setRole('init');
+  }
+
+  // SecondaryTarget: a new primary connection replaces the session of the old one.
+  async stopSecondary(): Promise<void> {
+    const worker = this.secondary;
+    this.secondary = undefined;
+    if (worker !== undefined) await worker.stop();
+  }
+
+  // SecondaryTarget: the listener hands over a worker whose handshake succeeded.
+  adoptSecondary(worker: SecondaryWorker): void {
+    this.secondary = worker;
+    void worker.done.then(() => {
+      if (this.secondary === worker) this.secondary = undefined;
+    });
+  }
+
+  // What `hastctl status` and `list` show about this resource.
+  describe(): ResourceReply {
+    const worker = this.primary ?? this.secondary;
+    const r = this.resource;
+    return {
+      name: r.name,
+      role: this.role,
+      provname: r.provname,
+      localpath: r.local,
+      remoteaddr: r.remote,
+      ...(r.source === null ? {} : { sourceaddr: r.source }),
+      replication: r.replication,
+      checksum: r.checksum,
+      compression: r.compression,
+      workerpid: worker === undefined ? 0 : process.pid,
+      ...(worker === undefined ? {} : { worker: worker.status() }),
+    };
+  }
+
+  // SecondaryTarget: the logger and hook sink a secondary worker of this resource reports to.
+  workerContext(): WorkerContext {
+    return { log: this.log, onEvent: (event) => this.onWorkerEvent(event) };
+  }
+
+  private async startPrimary(): Promise<void> {
+    try {
+      this.primary = await PrimaryWorker.start(this.resource, this.workerContext());
+    } catch (error) {
+      this.log.error(`Unable to start the primary worker: ${describeError(error)}`);
+      this.log.warn('Changing resource role back to init.');
+      this.setRoleField('init');
+      return;
+    }
+    try {
+      this.deviceExport = await DeviceExport.start(this.resource.provname, this.primary.device, this.services.exportPolicy, this.log);
+    } catch (error) {
+      this.log.error(`Unable to export the device: ${describeError(error)}`);
+      this.log.warn('Changing resource role back to init.');
+      await this.stopWorkers();
+      this.setRoleField('init');
+    }
+  }
+
+  private onWorkerEvent(event: WorkerEvent): void {
+    this.services.hooks.run(this.resource.exec, [event, this.resource.name]);
+  }
+
+  private async stopWorkers(): Promise<void> {
+    const deviceExport = this.deviceExport;
+    this.deviceExport = undefined;
+    await deviceExport?.close();
+    const primary = this.primary;
+    this.primary = undefined;
+    if (primary !== undefined) await primary.stop();
+    await this.stopSecondary();
+  }
+
+  private setRoleField(role: HastRole): void {
+    this.role = role;
+    this.log = this.services.log.child({ resource: this.resource.name, role });
+  }
+}
