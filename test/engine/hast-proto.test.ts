@@ -117,3 +117,12 @@ t.test('receive times out and garbage closes the connection', async (t) => {
   t.equal(right.closed, true);
   a.destroy();
 });
+
+t.test('a header announcing an empty nv is refused, not a crash', async (t) => {
+  const header = Buffer.from([2, 0, 0, 0, 0]);
+  // An empty nv has no fields, so no payload size: the packet decodes to an empty list.
+  const packets = new PacketDecoder().push(header);
+  t.equal(packets.length, 1);
+  t.equal(packets[0]!.payload, undefined);
+  t.equal(packets[0]!.nv.getUint8('cmd'), undefined);
+});
