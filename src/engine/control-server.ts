@@ -1,10 +1,11 @@
 // The daemon's end of the control socket (hastd's control_handle()): one request per connection, one reply,
 // then the connection is closed. The daemon supplies the resources through ControlTarget.
 
-import { chmod, lstat, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { chmod } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { removeStaleSocket } from '../common/unix-socket.js';
 import {
   ALL_RESOURCES,
   ControlProtocolError,
@@ -76,7 +77,7 @@ export class ControlServer {
 
   // Listens on `path` (mode 0600). A stale socket file is removed first; a live one is refused.
   static async listen(path: string, target: ControlTarget, log: Logger, options: ControlServerOptions = {}): Promise<ControlServer> {
-    await removeStaleSocket(path);
+    await removeStaleSocket(path, 'control socket', () => new ControlSocketInUseError(path));
     // allowHalfOpen: a client that shuts down its sending side after the request still gets the reply.
     const server = createServer({ allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
@@ -202,30 +203,4 @@ export class ControlServer {
     }
     return results;
   }
-}
-
-// Removes a socket file left by a daemon that is gone; refuses when something still answers on it, and
-// leaves anything that is not a socket alone (listen() then fails with EADDRINUSE, naming the path).
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    if (!(await lstat(path)).isSocket()) return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new Error(`checking control socket ${path}`, { cause: error });
-  }
-  if (await answers(path)) throw new ControlSocketInUseError(path);
-  await unlink(path).catch((error: unknown) => {
-    throw new Error(`removing stale control socket ${path}`, { cause: error });
-  });
-}
-
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = createConnection(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
 }

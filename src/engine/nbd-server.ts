@@ -3,10 +3,11 @@
 // handshake only. Requests are pipelined: each is started as soon as it has arrived, replies go out as they
 // complete, and what one connection may have running or buffered is bounded.
 
-import { chmod, lstat, unlink } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { chmod } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { removeStaleSocket } from '../common/unix-socket.js';
 import { BlockIoError, type BlockDevice } from './block-device.js';
 import {
   checkRequest,
@@ -135,7 +136,7 @@ export class NbdServer {
     log: Logger,
     options: NbdServerOptions = {},
   ): Promise<NbdServer> {
-    await removeStaleSocket(socketPath);
+    await removeStaleSocket(socketPath, 'NBD socket', () => new Error(`NBD socket ${socketPath} is in use: another server answers on it`));
     // allowHalfOpen: a client that shuts down its sending side still gets the replies to what it sent.
     const server = createServer({ allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
@@ -689,30 +690,4 @@ class InputQueue {
     else this.chunks[0] = chunk.subarray(count);
     return count;
   }
-}
-
-// Removes a socket file left by a server that is gone; refuses when something still answers on it, and
-// leaves anything that is not a socket alone (listen() then fails with EADDRINUSE, naming the path).
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    if (!(await lstat(path)).isSocket()) return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new Error(`checking NBD socket ${path}`, { cause: error });
-  }
-  if (await answers(path)) throw new Error(`NBD socket ${path} is in use: another server answers on it`);
-  await unlink(path).catch((error: unknown) => {
-    throw new Error(`removing stale NBD socket ${path}`, { cause: error });
-  });
-}
-
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = createConnection(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
 }
