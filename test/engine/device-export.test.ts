@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, lstatSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runCommand } from '../../src/common/run-command.js';
@@ -118,6 +118,24 @@ t.test('ext4 on /dev/hast/test survives a switch to the peer', { skip: isRoot ? 
   await runCommand(['mount', '/dev/hast/test', mnt], TOOL);
   for (const [name, contents] of Object.entries(files)) t.equal(readFileSync(join(mnt, name), 'utf8'), contents, name);
   await runCommand(['umount', mnt], TOOL);
+  await demoteBoth(t, layout);
+  t.equal(existsSync('/dev/hast/test'), false);
+});
+
+t.test('a device left by a killed engine is cleaned and made again', { skip: isRoot ? false : 'losetup needs root' }, async (t) => {
+  const { layout, a } = await runningPair(t, 64 * MiB, true);
+  await waitFor('/dev/hast/test on a', () => existsSync('/dev/hast/test'));
+  a.process.kill('SIGKILL');
+  await a.process;
+  t.ok(lstatSync('/dev/hast/test').isSymbolicLink(), 'the symlink outlives the killed engine');
+  const restarted = await startDaemon(t, layout, 'a', { attach: true });
+  t.equal((await hastctl(layout, 'a', 'role', 'primary', 'test')).exitCode, 0);
+  await waitFor('a new /dev/hast/test', () => existsSync('/dev/hast/test'));
+  t.match(restarted.output(), /left by an earlier engine was removed/);
+  const fuseFile = join(layout.dir, 'run-a', 'test.fuse', 'disk');
+  const backing = (await runCommand(['losetup', '--list', '--noheadings', '--output', 'BACK-FILE'], TOOL)).stdout;
+  t.equal(backing.split('\n').filter((line) => line.trim() === fuseFile).length, 1, 'the dead loop device was detached');
+  await runCommand(['dd', 'if=/dev/zero', 'of=/dev/hast/test', 'bs=64k', 'count=16', 'oflag=direct', 'status=none'], TOOL);
   await demoteBoth(t, layout);
   t.equal(existsSync('/dev/hast/test'), false);
 });
