@@ -1,5 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
+import { execa } from 'execa';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import {
   type HastConfig,
 } from '../../src/config/hast-conf.js';
 import type { NodeIdentity } from '../../src/config/node-identity.js';
+import { CLI_DIR } from '../fixtures/cli.js';
 
 const UUID = '5e4e3a2c-8c63-11ef-b864-0242ac120002';
 // hasta as FreeBSD would describe it: a dotted host name, a host UUID and a host id.
@@ -574,14 +576,31 @@ t.test('loadHastConf reads a file', async (t) => {
     t.same(await failure(dir), [`cannot read ${dir}: EISDIR: illegal operation on a directory`, 72]);
   });
 
-  const root = process.getuid?.() === 0;
-  await t.test('a file in a directory we may not search is unreadable: exit 72', { skip: root && 'root may search any directory' }, async (t) => {
-    const closed = join(dir, 'closed');
+  // Root may search any directory, so as root the check runs as user nobody, through the built command line.
+  await t.test('a file in a directory we may not search is unreadable: exit 72', async (t) => {
+    const base = await mkdtemp(join(tmpdir(), 'hast-conf-eacces-'));
+    t.teardown(() => rm(base, { recursive: true, force: true }));
+    await chmod(base, 0o755);
+    const closed = join(base, 'closed');
     await mkdir(closed);
     await writeFile(join(closed, 'hast.conf'), HANDBOOK);
     await chmod(closed, 0);
     t.teardown(() => chmod(closed, 0o755));
-    t.same(await failure(join(closed, 'hast.conf')), [`cannot read ${closed}/hast.conf: EACCES: permission denied`, 72]);
+    const message = `cannot read ${closed}/hast.conf: EACCES: permission denied`;
+    if (process.getuid?.() !== 0) {
+      t.same(await failure(join(closed, 'hast.conf')), [message, 72]);
+      return;
+    }
+    // setpriv (util-linux) drops to nobody. tap adds coverage hooks to every child's environment, and they
+    // write under .tap/, which nobody may not: `env -i` starts this child with a bare one, unmeasured.
+    const r = await execa(
+      'env',
+      ['-i', `PATH=${process.env['PATH'] ?? '/usr/bin:/bin'}`, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+        process.execPath, `${CLI_DIR}main.js`, 'check-config', '-c', join(closed, 'hast.conf'), '-n', 'hasta'],
+      { reject: false },
+    );
+    t.equal(r.exitCode, 72);
+    t.equal(r.stderr, `carp-hast check-config: ${message}`);
   });
 
   await t.test('a 10 MB file is refused at once, not parsed', async (t) => {
