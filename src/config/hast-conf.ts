@@ -70,19 +70,8 @@ export interface HastConfig {
   resources: HastResource[];
 }
 
-// One resource in the JSON that `check-config --json` prints.
-export interface HastResourceJson {
-  name: string;
-  local: string;
-  remote: string;
-  source: string | null;
-  replication: ReplicationMode;
-  checksum: ChecksumAlgorithm;
-  compression: CompressionAlgorithm;
-  timeout: number;
-  exec: string | null;
-  metaflush: boolean;
-}
+// One resource in the JSON that `check-config --json` prints: its settings, with `name` the provider name.
+export type HastResourceJson = Omit<HastResource, 'provname' | 'position'>;
 
 // The effective hast.conf as `check-config --json` prints it; resources are keyed by resource name.
 export interface HastConfigJson {
