@@ -208,3 +208,26 @@ t.test('configuration and usage errors exit 78 and 64', async (t) => {
   const usage = await runCli(['hastd', '-F', '--frob']);
   t.equal(usage.exitCode, 64);
 });
+
+t.test('without -F the engine detaches, writes its pid file and logs JSON in the run directory', async (t) => {
+  const layout = await pairLayout(t, 'memsync', 8 * MiB);
+  const runDir = join(layout.dir, 'run-detached');
+  const started = await runCli(['hastd', '-c', layout.conf, '-n', 'b', '--run-dir', runDir, '--no-attach']);
+  t.equal(started.exitCode, 0, started.stderr);
+  const pid = Number(readFileSync(join(runDir, 'hastd.pid'), 'utf8'));
+  t.teardown(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone, as it should be.
+    }
+  });
+  t.not(pid, 0);
+  const reply = await sendControlRequest(`uds://${layout.control.b}`, { cmd: 'status', resources: ['all'] });
+  t.same(reply.resources.map((r) => r.name), ['test']);
+  process.kill(pid, 'SIGTERM');
+  await waitFor('the detached engine to exit', () => !existsSync(join(runDir, 'hastd.pid')));
+  const records = readFileSync(join(runDir, 'hastd.log'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { msg: string });
+  t.ok(records.some((r) => r.msg === 'Started successfully, running protocol version 2.'));
+  t.ok(records.some((r) => r.msg === 'Received SIGTERM, exiting.'));
+});
