@@ -22,9 +22,9 @@ import {
 } from '../fixtures/replication-pair.js';
 
 // A FaultyStore-wrapping opener that remembers the store it opened last.
-function faultyOpener(): { open: OpenComponent; disk: () => FaultyStore } {
+function faultyOpener(): { open: OpenComponent; disk: () => FaultyStore | undefined } {
   let disk: FaultyStore | undefined;
-  return { open: async (file) => (disk = new FaultyStore(await LocalComponent.open(file))), disk: () => disk! };
+  return { open: async (file) => (disk = new FaultyStore(await LocalComponent.open(file))), disk: () => disk };
 }
 
 // A primary holding data (it has connected before, localcnt 1) and a freshly created secondary: the
@@ -64,8 +64,9 @@ t.test('a fresh secondary gets a full copy; the counters then match', async (t) 
 t.test('an interrupted sync is reported and resumed at the next connection', async (t) => {
   const secondary = faultyOpener();
   const { node, port, context, primary, primaryPath, secondaryPath } = await fullSyncPair(t, { secondary: secondary.open });
-  await waitFor('the session', () => node.worker !== undefined);
-  const release = secondary.disk().holdWrites();
+  // The worker exists before it has opened its component: wait for both.
+  await waitFor('the session', () => node.worker !== undefined && secondary.disk() !== undefined);
+  const release = secondary.disk()!.holdWrites();
   await waitFor('the sync to start', () => context.events.includes('syncstart'));
   const stopping = node.stop();
   release();
@@ -91,7 +92,7 @@ t.test('a chunk that cannot be read stays dirty', async (t) => {
     primary: {
       openComponent: async (file) => {
         const store = await local.open(file);
-        local.disk().failReadsAt(localoff + 3 * EXTENT);
+        local.disk()!.failReadsAt(localoff + 3 * EXTENT);
         return store;
       },
     },
@@ -122,7 +123,7 @@ t.test('a sync that cannot record its end says so', async (t) => {
     { openComponent: local.open },
   );
   t.teardown(() => primary.stop());
-  local.disk().failWritesAt(0);
+  local.disk()!.failWritesAt(0);
   await waitFor('the failure', () => context.messages().some((m) => m.startsWith('Synchronization failed: ')));
   t.ok(context.messages().includes('Nodes are in sync.'));
   t.match(context.messages().find((m) => m.startsWith('Synchronization failed: ')), `Synchronization failed: Unable to write metadata to ${primaryPath}.`);
