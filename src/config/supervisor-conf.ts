@@ -22,7 +22,7 @@ export type EngineKind = (typeof ENGINE_KINDS)[number];
 export type CarpSource = (typeof CARP_SOURCES)[number];
 // The filesystem on /dev/hast/<name>; "none" leaves the device to a service that uses it raw.
 export type FsType = (typeof FS_TYPES)[number];
-// When to run fsck before mounting: "auto" skips it for journaled filesystems.
+// When to run fsck before mounting: "auto" preens ufs and ext4 and leaves xfs to its log replay.
 export type FsckPolicy = (typeof FSCK_POLICIES)[number];
 // What to do when the node cannot let go of a resource after the whole demotion ladder.
 export type DemoteFailureAction = (typeof DEMOTE_FAILURE_ACTIONS)[number];
@@ -60,6 +60,8 @@ export interface SupervisorSettings {
   controlSocket: string;
   minPromoteIntervalMs: number;
   settleMs: number;
+  // How long a promotion waits for the peer to stop being primary before it gives up.
+  peerReleaseTimeoutMs: number;
   failback: boolean;
   onDemoteFailure: DemoteFailureAction;
   healthSchedule: string;
@@ -162,6 +164,7 @@ export function supervisorConfigToJson(config: SupervisorConfig) {
       control_socket: supervisor.controlSocket,
       min_promote_interval: formatDuration(supervisor.minPromoteIntervalMs),
       settle: formatDuration(supervisor.settleMs),
+      peer_release_timeout: formatDuration(supervisor.peerReleaseTimeoutMs),
       failback: supervisor.failback,
       on_demote_failure: supervisor.onDemoteFailure,
       health_schedule: supervisor.healthSchedule,
@@ -342,6 +345,7 @@ const supervisorTable = table({
   control_socket: absolutePath.default('/var/run/carp-hast/supervisor.sock'),
   min_promote_interval: duration('20s'),
   settle: duration('0s'),
+  peer_release_timeout: duration('60s'),
   failback: z.boolean({ error: expected('true or false') }).default(false),
   on_demote_failure: oneOf(DEMOTE_FAILURE_ACTIONS).default('none'),
   health_schedule: cronSchedule.default('*/10 * * * * *'),
@@ -415,6 +419,7 @@ function toSupervisorConfig(parsed: SupervisorFile, positions: TomlPositions): S
       controlSocket: supervisor.control_socket,
       minPromoteIntervalMs: supervisor.min_promote_interval,
       settleMs: supervisor.settle,
+      peerReleaseTimeoutMs: supervisor.peer_release_timeout,
       failback: supervisor.failback,
       onDemoteFailure: supervisor.on_demote_failure,
       healthSchedule: supervisor.health_schedule,

@@ -51,6 +51,7 @@ const MINIMAL_CONFIG: SupervisorConfig = {
     controlSocket: '/var/run/carp-hast/supervisor.sock',
     minPromoteIntervalMs: 20_000,
     settleMs: 0,
+    peerReleaseTimeoutMs: 60_000,
     failback: false,
     onDemoteFailure: 'none',
     healthSchedule: '*/10 * * * * *',
@@ -92,6 +93,7 @@ step_down = ["systemctl", "restart", "keepalived"]
 control_socket = "/run/carp-hast.sock"
 min_promote_interval = "2m"
 settle = "1.5s"
+peer_release_timeout = "2m"
 failback = true
 on_demote_failure = "reboot"
 health_schedule = "0 * * * * *"
@@ -163,6 +165,7 @@ const FULL_CONFIG: SupervisorConfig = {
     controlSocket: '/run/carp-hast.sock',
     minPromoteIntervalMs: 120_000,
     settleMs: 1_500,
+    peerReleaseTimeoutMs: 120_000,
     failback: true,
     onDemoteFailure: 'reboot',
     healthSchedule: '0 * * * * *',
@@ -178,10 +181,10 @@ const FULL_CONFIG: SupervisorConfig = {
       deviceTimeoutMs: 45_000,
       fsckTimeoutMs: 7_200_000,
       mountTimeoutMs: 250,
-      position: { file: FILE, line: 25, col: 8 },
+      position: { file: FILE, line: 26, col: 8 },
     },
-    { ...RESOURCE_DEFAULTS, name: 'tank', fstype: 'zfs', pool: 'tank', position: { file: FILE, line: 35, col: 8 } },
-    { ...RESOURCE_DEFAULTS, name: 'raw', fstype: 'none', fsck: 'never', position: { file: FILE, line: 40, col: 8 } },
+    { ...RESOURCE_DEFAULTS, name: 'tank', fstype: 'zfs', pool: 'tank', position: { file: FILE, line: 36, col: 8 } },
+    { ...RESOURCE_DEFAULTS, name: 'raw', fstype: 'none', fsck: 'never', position: { file: FILE, line: 41, col: 8 } },
   ],
   services: [
     {
@@ -190,7 +193,7 @@ const FULL_CONFIG: SupervisorConfig = {
       stop: ['service', 'nfsd', 'onestop'],
       status: ['service', 'nfsd', 'onestatus'],
       timeoutMs: 90_000,
-      position: { file: FILE, line: 45, col: 8 },
+      position: { file: FILE, line: 46, col: 8 },
     },
     {
       name: 'samba',
@@ -198,7 +201,7 @@ const FULL_CONFIG: SupervisorConfig = {
       stop: ['pkill', '-x', 'smbd'],
       status: undefined,
       timeoutMs: 60_000,
-      position: { file: FILE, line: 52, col: 8 },
+      position: { file: FILE, line: 53, col: 8 },
     },
   ],
 };
@@ -250,6 +253,7 @@ t.test('supervisorConfigToJson prints the effective configuration in the file\'s
       control_socket: '/var/run/carp-hast/supervisor.sock',
       min_promote_interval: '20s',
       settle: '0s',
+      peer_release_timeout: '1m',
       failback: false,
       on_demote_failure: 'none',
       health_schedule: '*/10 * * * * *',
@@ -281,6 +285,7 @@ t.test('supervisorConfigToJson prints the effective configuration in the file\'s
     control_socket: '/run/carp-hast.sock',
     min_promote_interval: '2m',
     settle: '1500ms',
+    peer_release_timeout: '2m',
     failback: true,
     on_demote_failure: 'reboot',
     health_schedule: '0 * * * * *',
@@ -311,7 +316,7 @@ t.test('supervisorConfigToJson prints the effective configuration in the file\'s
 const HINT = '(use a number with ms, s, m or h, e.g. "250ms", "20s", "5m")';
 const ENGINE_KEYS = 'known: kind, hast_conf, node, run_dir, hastd, hastctl';
 const SUPERVISOR_KEYS =
-  'known: control_socket, min_promote_interval, settle, failback, on_demote_failure, health_schedule';
+  'known: control_socket, min_promote_interval, settle, peer_release_timeout, failback, on_demote_failure, health_schedule';
 const RESOURCE_KEYS =
   'known: name, fstype, mountpoint, mount_options, fsck, pool, device_timeout, fsck_timeout, mount_timeout';
 const TABLES = 'known: engine, carp, supervisor, resource, service';
@@ -626,5 +631,5 @@ status = ["service", "nfsd", "onestatus"]
     }
     comment = line.startsWith('# ') ? [...comment, line.slice(2)] : [];
   }
-  t.equal(keys, 31, 'every key of the schema appears in the example');
+  t.equal(keys, 32, 'every key of the schema appears in the example');
 });
