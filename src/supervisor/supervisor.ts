@@ -1,0 +1,416 @@
+// The supervisor's core: it turns hints (CARP events, switch requests, health ticks, engine restarts) into
+// reconciles, and reconciles into at most one running transition, cancelling it when the wish changes.
+import type { Logger } from '../common/log.js';
+import { describeError } from '../common/errors.js';
+import type { SupervisorConfig } from '../config/supervisor-conf.js';
+import type { NodeOps } from './node-ops.js';
+import { demotionSteps, promotionSteps } from './plans.js';
+import {
+  assess,
+  decide,
+  isCompletePrimary,
+  isCompleteSecondary,
+  readSnapshot,
+  wantedRole,
+  type Decision,
+  type NodeSnapshot,
+  type SwitchHint,
+} from './reconcile.js';
+import { refusedPromotion, runSteps, type Direction, type TransitionRecord } from './transition.js';
+
+// How many finished transitions status keeps.
+const HISTORY = 20;
+
+// The answer to a switch request.
+export interface SwitchOutcome {
+  ok: boolean;
+  message: string;
+}
+
+// The supervisor's view of itself, for `carp-hast status`.
+export interface SupervisorView {
+  snapshot: NodeSnapshot | undefined;
+  decision: Decision | undefined;
+  wanted: { role: 'primary' | 'secondary'; why: string } | undefined;
+  running: { direction: Direction; reason: string; startedAt: string } | undefined;
+  history: TransitionRecord[];
+  warnings: string[];
+}
+
+interface Running {
+  direction: Direction;
+  reason: string;
+  startedAt: string;
+  controller: AbortController;
+}
+
+interface Waiter {
+  role: 'primary' | 'secondary';
+  resolve(outcome: SwitchOutcome): void;
+}
+
+// One supervisor per node; every decision goes through reconcile().
+export class Supervisor {
+  private config: SupervisorConfig;
+  private readonly ops: NodeOps;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private running: Running | undefined;
+  private reconciling = false;
+  private again = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private snapshot: NodeSnapshot | undefined;
+  private decision: Decision | undefined;
+  private hint: SwitchHint | undefined;
+  private masterSince: number | undefined;
+  private lastPromotionAt: number | undefined;
+  private handedOver = false;
+  private steppedDown = false;
+  private lastRefusal: string | undefined;
+  private demotionFailure: string | undefined;
+  private readonly history: TransitionRecord[] = [];
+  private waiters: Waiter[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private extraWarnings: () => string[] = () => [];
+
+  constructor(options: { config: SupervisorConfig; ops: NodeOps; log: Logger; now?: () => number }) {
+    this.config = options.config;
+    this.ops = options.ops;
+    this.log = options.log;
+    this.now = options.now ?? Date.now;
+  }
+
+  // Adds warnings that others know about (the managed engine's restarts) to the status view.
+  addWarningSource(source: () => string[]): void {
+    this.extraWarnings = source;
+  }
+
+  // Takes a new configuration (SIGHUP); the next reconcile and the next transition use it.
+  reconfigure(config: SupervisorConfig): void {
+    this.config = config;
+    this.reconcile('configuration reloaded');
+  }
+
+  // Asks for a reconcile; several requests while one runs fold into one more pass.
+  reconcile(trigger: string): void {
+    if (this.stopped) return;
+    this.log.debug({ trigger }, `Reconciling after ${trigger}.`);
+    if (this.reconciling) {
+      this.again = true;
+      return;
+    }
+    void this.reconcileLoop();
+  }
+
+  // A `carp-hast switch` (operator) or `carp-hast-switch` (hook) request. An operator asking for primary also
+  // lifts the failback guard and undoes an earlier CARP step-down.
+  async requestSwitch(role: 'primary' | 'secondary', options: { operator: boolean; wait: boolean }): Promise<SwitchOutcome> {
+    this.log.info({ role, operator: options.operator }, `Switch to ${role} requested${options.operator ? ' by an operator' : ''}.`);
+    if (options.operator && role === 'primary') {
+      this.handedOver = false;
+      this.lastRefusal = undefined;
+      if (this.steppedDown) {
+        await this.ops.restoreCarp().catch((error: unknown) => {
+          this.log.error({ err: describeError(error) }, 'Could not undo the earlier CARP step-down.');
+        });
+        this.steppedDown = false;
+      }
+    }
+    this.hint = { role, at: this.now() };
+    const outcome = options.wait ? new Promise<SwitchOutcome>((resolve) => this.waiters.push({ role, resolve })) : undefined;
+    this.reconcile(`switch ${role} request`);
+    return outcome ?? { ok: true, message: `Switch to ${role} handed to the supervisor.` };
+  }
+
+  // Resolves once no reconcile, transition or retry timer is pending.
+  async idle(): Promise<void> {
+    if (this.isIdle()) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  // The current state for status.
+  view(): SupervisorView {
+    return {
+      snapshot: this.snapshot,
+      decision: this.decision,
+      wanted: this.snapshot === undefined ? undefined : wantedRole(this.snapshot, this.hint),
+      running:
+        this.running === undefined
+          ? undefined
+          : { direction: this.running.direction, reason: this.running.reason, startedAt: this.running.startedAt },
+      history: [...this.history],
+      warnings: this.warnings(),
+    };
+  }
+
+  // Lets go of the node (SIGTERM): cancels a running transition, then demotes and stops reconciling.
+  async shutdown(): Promise<TransitionRecord> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.running?.controller.abort();
+    await this.idle();
+    const record = await runSteps('demote', 'the supervisor is stopping', demotionSteps(this.config, this.ops), {
+      log: this.log,
+      signal: new AbortController().signal,
+    });
+    this.remember(record);
+    this.settleWaiters({ ok: false, message: 'The supervisor is stopping.' });
+    return record;
+  }
+
+  private isIdle(): boolean {
+    return !this.reconciling && this.running === undefined && this.retryTimer === undefined;
+  }
+
+  private async reconcileLoop(): Promise<void> {
+    this.reconciling = true;
+    try {
+      do {
+        this.again = false;
+        const snapshot = await readSnapshot(this.config, this.ops);
+        this.observe(snapshot);
+        if (this.running !== undefined) this.cancelIfUnwanted(snapshot);
+        else await this.apply(decide(snapshot, assess(snapshot), this.context()), snapshot);
+      } while (this.again && !this.stopped);
+    } catch (error) {
+      this.log.error({ err: describeError(error) }, 'Reconcile failed.');
+    } finally {
+      this.reconciling = false;
+      this.notifyIdle();
+    }
+  }
+
+  private context() {
+    const s = this.config.supervisor;
+    return {
+      now: this.now(),
+      hint: this.hint,
+      masterSince: this.masterSince,
+      lastPromotionAt: this.lastPromotionAt,
+      handedOver: this.handedOver,
+      failback: s.failback,
+      settleMs: s.settleMs,
+      minPromoteIntervalMs: s.minPromoteIntervalMs,
+    };
+  }
+
+  // Keeps what the decision needs from one snapshot to the next, and logs what changed.
+  private observe(snapshot: NodeSnapshot): void {
+    const wasMaster = this.snapshot?.carp?.state === 'MASTER';
+    const isMaster = snapshot.carp?.state === 'MASTER';
+    if (isMaster && !wasMaster) this.masterSince = this.now();
+    if (!isMaster) this.masterSince = undefined;
+    if (snapshot.carp !== undefined && snapshot.carp.state !== this.snapshot?.carp?.state) {
+      this.log.info({ carp: snapshot.carp.detail }, `CARP is ${snapshot.carp.state} on this node.`);
+    }
+    for (const line of healthChanges(this.snapshot, snapshot)) this.log.info(line);
+    this.snapshot = snapshot;
+  }
+
+  private cancelIfUnwanted(snapshot: NodeSnapshot): void {
+    const wanted = wantedRole(snapshot, this.hint);
+    const running = this.running;
+    if (wanted === undefined || running === undefined || running.controller.signal.aborted) return;
+    const runningRole = running.direction === 'promote' ? 'primary' : 'secondary';
+    if (wanted.role === runningRole) return;
+    this.log.warn({ wanted: wanted.role, why: wanted.why }, `Cancelling the running ${running.direction} at the next step: ${wanted.why}.`);
+    running.controller.abort();
+  }
+
+  private async apply(decision: Decision, snapshot: NodeSnapshot): Promise<void> {
+    this.decision = decision;
+    // Any decision replaces the one a pending retry was for.
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    switch (decision.action) {
+      case 'none':
+        this.log.debug({ reason: decision.reason }, 'Nothing to do.');
+        this.answerWaiters(snapshot, decision.reason);
+        return;
+      case 'wait':
+        this.log.info({ retryInMs: decision.retryInMs }, `Waiting before promoting: ${decision.reason}.`);
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.reconcile('a wait ending');
+        }, decision.retryInMs);
+        return;
+      case 'refuse':
+        await this.refuse(decision.reason, decision.stepDown);
+        return;
+      case 'promote':
+      case 'demote':
+        this.start(decision.action, decision.reason, snapshot);
+    }
+  }
+
+  private async refuse(reason: string, stepDown: boolean): Promise<void> {
+    if (this.lastRefusal !== reason) {
+      this.lastRefusal = reason;
+      this.log.error({ reason }, `Refusing to promote: ${reason}.`);
+      this.remember(refusedPromotion(reason));
+      if (stepDown) await this.stepDown();
+    }
+    this.resolveWaiters('primary', { ok: false, message: `Refused: ${reason}.` });
+  }
+
+  private start(direction: Direction, reason: string, snapshot: NodeSnapshot): void {
+    const running: Running = { direction, reason, startedAt: new Date(this.now()).toISOString(), controller: new AbortController() };
+    this.running = running;
+    const heldPrimary = !isCompleteSecondary(assess(snapshot));
+    if (direction === 'promote') this.lastPromotionAt = this.now();
+    const carpTookItAway = heldPrimary && snapshot.carp !== undefined && snapshot.carp.state !== 'MASTER';
+    void this.runTransition(running, carpTookItAway).then((retryNow) => {
+      this.running = undefined;
+      // A demotion that could not let go is tried again on the next health tick or event, not in a tight loop.
+      if (retryNow && !this.stopped) this.reconcile(`the ${direction} ending`);
+      else this.notifyIdle();
+    });
+  }
+
+  // Runs one transition and what follows from its outcome; resolves to whether to reconcile at once.
+  private async runTransition(running: Running, carpTookItAway: boolean): Promise<boolean> {
+    const { direction, reason, controller } = running;
+    const steps = direction === 'promote' ? promotionSteps(this.config, this.ops) : demotionSteps(this.config, this.ops);
+    const record = await runSteps(direction, reason, steps, { log: this.log, signal: controller.signal });
+    this.remember(record);
+    if (direction === 'promote') {
+      if (record.outcome === 'done') {
+        this.handedOver = false;
+        this.lastRefusal = undefined;
+      } else if (record.outcome !== 'cancelled') {
+        this.resolveWaiters('primary', { ok: false, message: `Promotion ${record.outcome}: ${record.error}.` });
+        return this.rollBack(record);
+      }
+      return true;
+    }
+    if (record.outcome === 'failed') {
+      this.resolveWaiters('secondary', { ok: false, message: `Demotion failed: ${record.error}.` });
+      await this.demotionFailed(record);
+      return false;
+    }
+    if (record.outcome !== 'done') return true;
+    if (carpTookItAway) this.handedOver = true;
+    const failed = record.steps.filter((step) => step.outcome === 'failed');
+    this.demotionFailure = failed.length === 0 ? undefined : failed.map((s) => `${s.name} of ${s.target}: ${s.detail}`).join('; ');
+    return failed.length === 0;
+  }
+
+  // A failed promotion is undone by a demotion, then CARP is told to let the peer be MASTER.
+  private async rollBack(failed: TransitionRecord): Promise<boolean> {
+    const rollback = await runSteps('demote', `rolling back promotion ${failed.id}`, demotionSteps(this.config, this.ops), {
+      log: this.log,
+      signal: new AbortController().signal,
+    });
+    this.remember(rollback);
+    if (failed.outcome === 'failed') await this.stepDown();
+    if (rollback.outcome !== 'failed') return true;
+    await this.demotionFailed(rollback);
+    return false;
+  }
+
+  private async stepDown(): Promise<void> {
+    try {
+      const argv = await this.ops.stepDownCarp();
+      this.steppedDown = true;
+      this.log.warn({ argv }, 'Told CARP to step down so the peer becomes MASTER.');
+    } catch (error) {
+      this.log.error({ err: describeError(error) }, 'Could not tell CARP to step down.');
+    }
+  }
+
+  private async demotionFailed(record: TransitionRecord): Promise<void> {
+    this.demotionFailure = record.error ?? 'unknown error';
+    if (this.config.supervisor.onDemoteFailure === 'reboot') {
+      const reason = `carp-hast could not release the storage: ${this.demotionFailure}`;
+      this.log.fatal({ reason }, 'This node cannot let go of its resources; rebooting as on_demote_failure says.');
+      await this.ops.reboot(reason).catch((error: unknown) => {
+        this.log.error({ err: describeError(error) }, 'The reboot failed.');
+      });
+      return;
+    }
+    this.log.error('This node cannot let go of its resources; the next health check tries again (on_demote_failure = "none").');
+  }
+
+  private answerWaiters(snapshot: NodeSnapshot, reason: string): void {
+    const assessment = assess(snapshot);
+    for (const role of ['primary', 'secondary'] as const) {
+      const complete = role === 'primary' ? isCompletePrimary(assessment) : isCompleteSecondary(assessment);
+      const message = complete ? `This node is ${role}.` : `Not switched to ${role}: ${reason}.`;
+      this.resolveWaiters(role, { ok: complete, message });
+    }
+  }
+
+  private resolveWaiters(role: 'primary' | 'secondary', outcome: SwitchOutcome): void {
+    const [matching, others] = partition(this.waiters, (w) => w.role === role);
+    this.waiters = others;
+    for (const waiter of matching) waiter.resolve(outcome);
+  }
+
+  private settleWaiters(outcome: SwitchOutcome): void {
+    for (const waiter of this.waiters.splice(0)) waiter.resolve(outcome);
+  }
+
+  private notifyIdle(): void {
+    if (!this.isIdle()) return;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  private remember(record: TransitionRecord): void {
+    this.history.unshift(record);
+    this.history.length = Math.min(this.history.length, HISTORY);
+  }
+
+  private warnings(): string[] {
+    const warnings: string[] = [];
+    const snapshot = this.snapshot;
+    if (snapshot?.engineError !== undefined) warnings.push(`The engine cannot be read: ${snapshot.engineError}.`);
+    if (snapshot?.carpError !== undefined) warnings.push(`CARP cannot be read: ${snapshot.carpError}.`);
+    for (const r of snapshot?.resources ?? []) {
+      if (r.engine?.splitBrain === true) {
+        warnings.push(
+          `Split-brain on ${r.name}: both nodes wrote while apart. Decide which node's changes to keep, then run ` +
+            `\`carp-hast recover ${r.name} --discard-local\` on the other node.`,
+        );
+      }
+      if (r.engine?.role === 'primary' && r.engine.status === 'degraded') {
+        warnings.push(`${r.name} is degraded: the peer is not connected; ${r.engine.dirty} bytes to synchronise.`);
+      }
+    }
+    for (const s of snapshot?.services ?? []) {
+      if (s.error !== undefined) warnings.push(`The status of service ${s.name} cannot be read: ${s.error}.`);
+    }
+    if (this.lastRefusal !== undefined) warnings.push(`Promotion refused: ${this.lastRefusal}.`);
+    if (this.demotionFailure !== undefined) warnings.push(`This node could not let go of its resources: ${this.demotionFailure}.`);
+    if (this.steppedDown) warnings.push('carp-hast told CARP to step down after a failed promotion; `carp-hast switch primary` undoes it.');
+    return [...warnings, ...this.extraWarnings()];
+  }
+}
+
+function partition<T>(items: T[], test: (item: T) => boolean): [T[], T[]] {
+  return [items.filter(test), items.filter((item) => !test(item))];
+}
+
+// Log lines for what changed between two snapshots: engine role and status, dirty data, mounts, services.
+export function healthChanges(before: NodeSnapshot | undefined, after: NodeSnapshot): string[] {
+  if (before === undefined) return [];
+  const lines: string[] = [];
+  for (const r of after.resources) {
+    const old = before.resources.find((b) => b.name === r.name);
+    const was = old?.engine;
+    const now = r.engine;
+    if (was?.role !== now?.role) lines.push(`Resource ${r.name} is now ${now?.role ?? 'unknown to the engine'}.`);
+    if (was?.status !== now?.status && now?.status !== undefined) lines.push(`Resource ${r.name} is now ${now.status}.`);
+    if ((was?.dirty ?? 0) === 0 && (now?.dirty ?? 0) > 0) lines.push(`Resource ${r.name} has ${now?.dirty} bytes to synchronise.`);
+    if ((was?.dirty ?? 0) > 0 && now?.dirty === 0) lines.push(`Resource ${r.name} is synchronised.`);
+    if (old?.mountedFrom !== r.mountedFrom && r.mountpoint !== undefined) {
+      lines.push(r.mountedFrom === undefined ? `${r.mountpoint} is no longer mounted.` : `${r.mountpoint} is mounted from ${r.mountedFrom}.`);
+    }
+  }
+  for (const s of after.services) {
+    const was = before.services.find((b) => b.name === s.name)?.running;
+    if (was !== s.running && s.running !== undefined) lines.push(`Service ${s.name} is ${s.running ? 'running' : 'not running'}.`);
+  }
+  return lines;
+}

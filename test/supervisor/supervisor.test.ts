@@ -1,0 +1,334 @@
+import t from 'tap';
+import { parseSupervisorConf } from '../../src/config/supervisor-conf.js';
+import { Supervisor } from '../../src/supervisor/supervisor.js';
+import type { CarpState } from '../../src/supervisor/devd-event.js';
+import { FakeNode } from '../fixtures/fake-node.js';
+import { memoryLogger } from '../fixtures/memory-log.js';
+
+function config(extra = '') {
+  return parseSupervisorConf(
+    `[carp]
+vhids = ["1@em0"]
+[supervisor]
+${extra.includes('min_promote_interval') ? '' : 'min_promote_interval = "0s"'}
+${extra}
+[[resource]]
+name = "a"
+fstype = "ext4"
+mountpoint = "/hast/a"
+[[resource]]
+name = "b"
+fstype = "ext4"
+mountpoint = "/hast/b"
+[[service]]
+name = "nfsd"
+start = ["nfsd-start"]
+stop = ["nfsd-stop"]
+status = ["nfsd-status"]
+[[service]]
+name = "mountd"
+start = ["mountd-start"]
+stop = ["mountd-stop"]
+status = ["mountd-status"]
+`,
+    '/etc/carp-hast.toml',
+  );
+}
+
+const PROMOTION = [
+  'role a primary',
+  'device /dev/hast/a',
+  'fsck /dev/hast/a',
+  'mount /dev/hast/a /hast/a',
+  'role b primary',
+  'device /dev/hast/b',
+  'fsck /dev/hast/b',
+  'mount /dev/hast/b /hast/b',
+  'start nfsd',
+  'start mountd',
+];
+
+const DEMOTION = ['stop mountd', 'stop nfsd', 'unmount /hast/b', 'role b secondary', 'unmount /hast/a', 'role a secondary'];
+
+function setup(extra = '', now?: () => number) {
+  const cfg = config(extra);
+  const node = new FakeNode(['a', 'b']);
+  const { log, messages } = memoryLogger();
+  const supervisor = new Supervisor({ config: cfg, ops: node, log, ...(now ? { now } : {}) });
+  return { cfg, node, supervisor, messages };
+}
+
+async function converge(supervisor: Supervisor, carp: CarpState, node: FakeNode) {
+  node.carp = carp;
+  supervisor.reconcile('test');
+  await supervisor.idle();
+}
+
+t.test('CARP MASTER promotes with every step in order; BACKUP demotes in reverse', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  t.strictSame(node.calls, PROMOTION);
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+  const promotion = supervisor.view().history[0];
+  t.equal(promotion?.outcome, 'done');
+  t.strictSame(
+    promotion?.steps.map((s) => `${s.name} ${s.target}`),
+    ['engine check a', 'peer release a', 'role primary a', 'device wait a', 'fsck a', 'mount a', 'engine check b', 'peer release b', 'role primary b', 'device wait b', 'fsck b', 'mount b', 'service start nfsd', 'service start mountd'],
+  );
+  node.calls.length = 0;
+  await converge(supervisor, 'BACKUP', node);
+  t.strictSame(node.calls, DEMOTION);
+  t.ok(node.isSecondary(cfg.resources));
+  node.calls.length = 0;
+  await converge(supervisor, 'BACKUP', node);
+  t.strictSame(node.calls, [], 'a reconcile that finds the wanted state does nothing');
+});
+
+t.test('INIT demotes like BACKUP', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  node.calls.length = 0;
+  await converge(supervisor, 'INIT', node);
+  t.strictSame(node.calls, DEMOTION);
+  t.ok(node.isSecondary(cfg.resources));
+});
+
+// Every step of a promotion, interrupted by each CARP state: the node ends in the state of the last event,
+// a cancelled promotion does not start another step, and the demotion undoes exactly what was done.
+for (let step = 0; step < PROMOTION.length; step++) {
+  for (const event of ['BACKUP', 'INIT', 'MASTER'] as const) {
+    t.test(`${event} while the promotion is at "${PROMOTION[step]}"`, async (t) => {
+      const { cfg, node, supervisor } = setup();
+      const pause = node.pauseAtCall(step);
+      node.carp = 'MASTER';
+      supervisor.reconcile('test');
+      await pause.reached;
+      node.carp = event;
+      supervisor.reconcile('devd event');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      pause.release();
+      await supervisor.idle();
+      if (event === 'MASTER') {
+        t.strictSame(node.calls, PROMOTION);
+        t.ok(node.isPrimary(cfg.resources, cfg.services));
+        return;
+      }
+      t.ok(node.isSecondary(cfg.resources), 'secondary at the end');
+      const interruptible = PROMOTION[step]?.startsWith('device') === true;
+      const done = PROMOTION.slice(0, step + (interruptible ? 0 : 1));
+      t.strictSame(node.calls.slice(0, step + 1), PROMOTION.slice(0, step + 1), 'the promotion stopped at the step boundary');
+      const undo = node.calls.slice(step + 1);
+      const expected = DEMOTION.filter((call) => {
+        if (call.startsWith('stop ')) return done.includes(`start ${call.slice(5)}`);
+        if (call.startsWith('unmount ')) return done.some((d) => d.startsWith('mount ') && d.endsWith(call.slice(8)));
+        if (call.startsWith('role ')) return done.includes(call.replace('secondary', 'primary'));
+        return false;
+      });
+      t.strictSame(undo, expected, 'the demotion undid exactly what was done');
+      const outcomes = supervisor.view().history.map((r) => `${r.direction} ${r.outcome}`);
+      // An event during the last step finds no step boundary left: that promotion completes first.
+      const last = step === PROMOTION.length - 1;
+      t.strictSame(outcomes, last ? ['demote done', 'promote done'] : ['demote done', 'promote cancelled']);
+    });
+  }
+}
+
+// Every step of a demotion, interrupted by each CARP state.
+for (let step = 0; step < DEMOTION.length; step++) {
+  for (const event of ['MASTER', 'BACKUP', 'INIT'] as const) {
+    t.test(`${event} while the demotion is at "${DEMOTION[step]}"`, async (t) => {
+      const { cfg, node, supervisor } = setup();
+      await converge(supervisor, 'MASTER', node);
+      node.calls.length = 0;
+      const pause = node.pauseAtCall(step);
+      node.carp = 'BACKUP';
+      supervisor.reconcile('test');
+      await pause.reached;
+      node.carp = event;
+      supervisor.reconcile('devd event');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      pause.release();
+      await supervisor.idle();
+      t.strictSame(node.calls.slice(0, step + 1), DEMOTION.slice(0, step + 1), 'the demotion stopped at the step boundary');
+      if (event === 'MASTER') {
+        t.ok(node.isPrimary(cfg.resources, cfg.services), 'primary again');
+        const redo = node.calls.slice(step + 1);
+        t.ok(
+          redo.every((call) => PROMOTION.includes(call)),
+          'only promotion steps follow',
+        );
+        const outcomes = supervisor.view().history.map((r) => `${r.direction} ${r.outcome}`);
+        const last = step === DEMOTION.length - 1;
+        t.strictSame(outcomes.slice(0, 2), ['promote done', last ? 'demote done' : 'demote cancelled']);
+      } else {
+        t.strictSame(node.calls, DEMOTION);
+        t.ok(node.isSecondary(cfg.resources));
+      }
+    });
+  }
+}
+
+t.test('a failed promotion step rolls back and tells CARP to step down', async (t) => {
+  const { cfg, node, supervisor, messages } = setup();
+  node.failing.add('start');
+  await converge(supervisor, 'MASTER', node);
+  t.ok(node.isSecondary(cfg.resources), 'rolled back to secondary');
+  t.equal(node.stepDowns, 1);
+  t.equal(node.carp, 'BACKUP');
+  const [rollback, promotion] = supervisor.view().history;
+  t.equal(promotion?.outcome, 'failed');
+  t.equal(promotion?.error, 'service start of nfsd: start nfsd failed (injected)');
+  t.equal(rollback?.direction, 'demote');
+  t.equal(rollback?.reason, `rolling back promotion ${promotion?.id}`);
+  t.ok(messages().includes('Told CARP to step down so the peer becomes MASTER.'));
+  t.match(supervisor.view().warnings, [/step down/]);
+});
+
+t.test('split-brain refuses the promotion loudly, once, and an operator request is answered', async (t) => {
+  const { node, supervisor, messages } = setup();
+  node.splitBrain.add('b');
+  await converge(supervisor, 'MASTER', node);
+  await converge(supervisor, 'MASTER', node);
+  t.strictSame(node.calls, []);
+  t.equal(node.stepDowns, 0);
+  t.equal(messages().filter((m) => m.startsWith('Refusing to promote: split-brain on b')).length, 1);
+  t.match(supervisor.view().warnings.join('\n'), /Split-brain on b: .*carp-hast recover b --discard-local/);
+  const outcome = await supervisor.requestSwitch('primary', { operator: true, wait: true });
+  t.equal(outcome.ok, false);
+  t.match(outcome.message, /^Refused: split-brain on b/);
+});
+
+t.test('settle: CARP must stay MASTER for the settle time before the promotion starts', async (t) => {
+  const { cfg, node, supervisor } = setup('settle = "300ms"');
+  const started = Date.now();
+  await converge(supervisor, 'MASTER', node);
+  t.ok(Date.now() - started >= 290, 'waited for the settle time');
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+});
+
+t.test('a flap shorter than settle does nothing at all', async (t) => {
+  const { node, supervisor } = setup('settle = "300ms"');
+  node.carp = 'MASTER';
+  supervisor.reconcile('test');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  node.carp = 'BACKUP';
+  supervisor.reconcile('test');
+  await supervisor.idle();
+  t.strictSame(node.calls, []);
+});
+
+t.test('min_promote_interval spaces promotions', async (t) => {
+  let clock = 1_000_000;
+  const { node, supervisor } = setup('min_promote_interval = "20s"', () => clock);
+  await converge(supervisor, 'MASTER', node);
+  await converge(supervisor, 'BACKUP', node);
+  node.carp = 'MASTER';
+  supervisor.reconcile('test');
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const decision = supervisor.view().decision;
+  t.equal(decision?.action, 'wait');
+  t.match(decision?.reason, /min_promote_interval/);
+  clock += 20_000;
+  supervisor.reconcile('time passed');
+  await supervisor.idle();
+  t.equal(supervisor.view().history[0]?.direction, 'promote');
+  t.equal(supervisor.view().history[0]?.outcome, 'done');
+});
+
+t.test('failback = false: MASTER again while the peer holds the resources is refused and CARP steps down', async (t) => {
+  const { node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  await converge(supervisor, 'BACKUP', node);
+  node.status.set('a', 'complete');
+  node.status.set('b', 'complete');
+  node.calls.length = 0;
+  await converge(supervisor, 'MASTER', node);
+  t.strictSame(node.calls, []);
+  t.equal(node.stepDowns, 1);
+  t.match(supervisor.view().history[0], { outcome: 'refused', reason: /failback is off/ });
+  const outcome = await supervisor.requestSwitch('primary', { operator: true, wait: true });
+  t.equal(node.restores, 1, 'the operator request undoes the step-down');
+  t.equal(outcome.ok, false, 'CARP is still BACKUP');
+  t.match(outcome.message, /CARP 1@em0 BACKUP/);
+});
+
+t.test('a switch request without a CARP reading is the wish; with one, CARP decides', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  node.carp = undefined;
+  supervisor.reconcile('start');
+  await supervisor.idle();
+  t.strictSame(node.calls, [], 'nothing says which role, so nothing changes');
+  t.strictSame(await supervisor.requestSwitch('primary', { operator: false, wait: true }), { ok: true, message: 'This node is primary.' });
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+  t.strictSame(await supervisor.requestSwitch('secondary', { operator: false, wait: true }), { ok: true, message: 'This node is secondary.' });
+  t.ok(node.isSecondary(cfg.resources));
+  node.carp = 'BACKUP';
+  const refused = await supervisor.requestSwitch('primary', { operator: false, wait: true });
+  t.equal(refused.ok, false);
+  t.equal(refused.message, 'Not switched to primary: secondary as wanted (CARP 1@em0 BACKUP).');
+  t.strictSame(await supervisor.requestSwitch('primary', { operator: false, wait: false }), { ok: true, message: 'Switch to primary handed to the supervisor.' });
+});
+
+t.test('a promotion waits for the peer to let go, and gives up after peer_release_timeout', async (t) => {
+  const { cfg, node, supervisor } = setup('peer_release_timeout = "300ms"');
+  node.status.set('a', 'complete');
+  setTimeout(() => node.status.delete('a'), 100);
+  await converge(supervisor, 'MASTER', node);
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+  t.match(supervisor.view().history[0]?.steps[1], { name: 'peer release', detail: /peer let go after \d+ ms/ });
+
+  const second = setup('peer_release_timeout = "300ms"');
+  second.node.status.set('a', 'complete');
+  await converge(second.supervisor, 'MASTER', second.node);
+  t.strictSame(second.node.calls.filter((c) => c.startsWith('role')), [], 'never primary while the peer is');
+  t.match(second.supervisor.view().history[1], { outcome: 'failed', error: /the peer is still primary for a after 0.3 s/ });
+  t.equal(second.node.stepDowns, 1);
+});
+
+t.test('a stale mount left by an engine restart is cleared before promoting again', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  node.roles.set('a', 'init');
+  node.roles.set('b', 'init');
+  node.devices.clear();
+  node.calls.length = 0;
+  await converge(supervisor, 'MASTER', node);
+  t.strictSame(node.calls, [...DEMOTION, ...PROMOTION]);
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+  t.match(supervisor.view().history[1], { direction: 'demote', reason: 'clearing a stale state first: /hast/a is mounted from /dev/hast/a but /dev/hast/a is gone; /hast/b is mounted from /dev/hast/b but /dev/hast/b is gone' });
+});
+
+t.test('a demotion that cannot unmount escalates as on_demote_failure says', async (t) => {
+  for (const action of ['none', 'reboot'] as const) {
+    const { node, supervisor } = setup(`on_demote_failure = "${action}"`);
+    await converge(supervisor, 'MASTER', node);
+    node.failing.add('unmount');
+    await converge(supervisor, 'BACKUP', node);
+    t.match(supervisor.view().history[0], { direction: 'demote', outcome: 'failed', error: /unmount of b: unmount \/hast\/b failed/ });
+    t.strictSame(node.reboots.length, action === 'reboot' ? 1 : 0);
+    t.match(supervisor.view().warnings.join('\n'), /could not let go/);
+  }
+});
+
+t.test('a service that will not stop does not keep the demotion from unmounting', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  node.failing.add('stop');
+  await converge(supervisor, 'BACKUP', node);
+  const record = supervisor.view().history[0];
+  t.equal(record?.outcome, 'done');
+  t.match(record?.steps[0], { name: 'service stop', outcome: 'failed', detail: 'stop mountd failed (injected)' });
+  t.equal(node.mounted.size, 0);
+  t.ok(cfg.resources.every((r) => node.roles.get(r.name) === 'secondary'));
+});
+
+t.test('shutdown lets go of everything', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  const record = await supervisor.shutdown();
+  t.equal(record.outcome, 'done');
+  t.ok(node.isSecondary(cfg.resources));
+  supervisor.reconcile('after shutdown');
+  await supervisor.idle();
+  t.ok(node.isSecondary(cfg.resources), 'no reconcile after shutdown');
+});
