@@ -1,9 +1,82 @@
-import { pendingCommand } from './command.js';
+import { createInterface } from 'node:readline/promises';
+import { createLogger } from '../common/log.js';
+import { ExitError, UsageError } from '../common/errors.js';
+import { EX_TEMPFAIL } from '../common/sysexits.js';
+import { sendSupervisorRequest, SupervisorUnavailableError } from '../supervisor/control-socket.js';
+import { EngineControl } from '../supervisor/engine-control.js';
+import { recoverDiscardLocal, RecoverRefusedError } from '../supervisor/recover.js';
+import { parseCommandArgs } from './args.js';
+import { wantsHelp, type Command } from './command.js';
+import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
-// `carp-hast recover`: recover a resource from split-brain by discarding local changes.
-export const recoverCommand = pendingCommand({
+const USAGE = `usage: carp-hast recover [-c config] [--yes] <resource> --discard-local
+
+Recovers <resource> from a split-brain by throwing away THIS node's copy: role init, fresh metadata
+(hastctl create), role secondary; the peer, as primary, then sends it a full copy. Run it on the node whose
+changes are to be lost, never on the one serving the data. Asks for confirmation unless --yes is given.
+Goes through the running supervisor when there is one, so it does not fight the recovery.
+`;
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  'discard-local': { type: 'boolean' },
+  yes: { type: 'boolean' },
+} as const;
+
+// The recovery waits for a running transition first; a full fsck can take long.
+const RECOVER_TIMEOUT_MS = 60 * 60_000;
+
+// `carp-hast recover <res> --discard-local`: the split-brain procedure on this node.
+export const recoverCommand: Command = {
   name: 'recover',
   summary: 'recover a resource from split-brain by discarding local changes.',
-  usage: `usage: carp-hast recover <resource> --discard-local [--yes] [-c config]
-`,
-});
+  usage: USAGE,
+  async run(args) {
+    if (wantsHelp(args)) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    const { values, positionals } = parseCommandArgs(args, OPTIONS);
+    const [resource, extra] = positionals;
+    if (resource === undefined) throw new UsageError('the resource to recover is required');
+    if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`);
+    if (values['discard-local'] !== true) throw new UsageError('--discard-local is required: the recovery discards this node\'s copy');
+    const config = await loadCheckedSupervisorConf(values.config);
+    if (!config.resources.some((r) => r.name === resource)) {
+      throw new UsageError(`'${resource}' is not a resource of ${config.file} (known: ${config.resources.map((r) => r.name).join(', ')})`);
+    }
+    if (values.yes !== true && !(await confirm(resource))) {
+      process.stderr.write('Nothing done.\n');
+      return 1;
+    }
+    try {
+      const reply = await sendSupervisorRequest(config.supervisor.controlSocket, { op: 'recover', resource }, RECOVER_TIMEOUT_MS);
+      (reply.ok ? process.stdout : process.stderr).write(`${reply.message}\n`);
+      return reply.ok ? 0 : 1;
+    } catch (error) {
+      if (!(error instanceof SupervisorUnavailableError)) throw error;
+    }
+    const log = createLogger({ name: 'carp-hast', format: 'text' });
+    try {
+      const record = await recoverDiscardLocal(new EngineControl(config.engine), resource, log);
+      if (record.outcome !== 'done') throw new ExitError(`recovery of ${resource} failed: ${record.error}`, EX_TEMPFAIL);
+    } catch (error) {
+      if (error instanceof RecoverRefusedError) throw new ExitError(error.message, 1);
+      throw error;
+    }
+    process.stdout.write(`${resource} is secondary with fresh metadata; the peer will send it a full copy.\n`);
+    return 0;
+  },
+};
+
+async function confirm(resource: string): Promise<boolean> {
+  const prompt = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await prompt.question(
+      `This discards this node's copy of ${resource}; the peer's becomes the only one. Type the resource name to go on: `,
+    );
+    return answer.trim() === resource;
+  } finally {
+    prompt.close();
+  }
+}

@@ -128,6 +128,8 @@ export interface EngineExit {
 export interface EngineChildHandlers {
   onStarted(pid: number): void;
   onExited(info: EngineExit): void;
+  // Every line the engine printed, after folding (the supervisor watches for split-brain reports).
+  onLine?(line: FoldedLine): void;
 }
 
 // The engine process, kept running from start() until stop(). It is spawned directly rather than through
@@ -247,6 +249,7 @@ export class EngineChild {
     if (line.trim() === '') return;
     const folded = foldEngineLine(line);
     this.engineLog[folded.level](cut ? { ...folded.fields, truncated: true } : folded.fields, folded.msg);
+    this.handlers.onLine?.(folded);
     if (!fromStderr) return;
     this.stderrTail.push(folded.msg);
     if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();

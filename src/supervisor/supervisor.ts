@@ -16,7 +16,10 @@ import {
   type NodeSnapshot,
   type SwitchHint,
 } from './reconcile.js';
-import { refusedPromotion, runSteps, type Direction, type TransitionRecord } from './transition.js';
+import { refusedPromotion, runSteps, type TransitionRecord } from './transition.js';
+
+// What the supervisor itself runs; a recovery is run by an operator's request through exclusive().
+type Move = 'promote' | 'demote';
 
 // How many finished transitions status keeps.
 const HISTORY = 20;
@@ -32,13 +35,13 @@ export interface SupervisorView {
   snapshot: NodeSnapshot | undefined;
   decision: Decision | undefined;
   wanted: { role: 'primary' | 'secondary'; why: string } | undefined;
-  running: { direction: Direction; reason: string; startedAt: string } | undefined;
+  running: { direction: Move; reason: string; startedAt: string } | undefined;
   history: TransitionRecord[];
   warnings: string[];
 }
 
 interface Running {
-  direction: Direction;
+  direction: Move;
   reason: string;
   startedAt: string;
   controller: AbortController;
@@ -60,6 +63,7 @@ export class Supervisor {
   private again = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private held = false;
   private snapshot: NodeSnapshot | undefined;
   private decision: Decision | undefined;
   private hint: SwitchHint | undefined;
@@ -94,7 +98,10 @@ export class Supervisor {
 
   // Asks for a reconcile; several requests while one runs fold into one more pass.
   reconcile(trigger: string): void {
-    if (this.stopped) return;
+    if (this.stopped || this.held) {
+      this.notifyIdle();
+      return;
+    }
     this.log.debug({ trigger }, `Reconciling after ${trigger}.`);
     if (this.reconciling) {
       this.again = true;
@@ -121,6 +128,21 @@ export class Supervisor {
     const outcome = options.wait ? new Promise<SwitchOutcome>((resolve) => this.waiters.push({ role, resolve })) : undefined;
     this.reconcile(`switch ${role} request`);
     return outcome ?? { ok: true, message: `Switch to ${role} handed to the supervisor.` };
+  }
+
+  // Runs `work` (a split-brain recovery) with reconciling held off, once nothing else runs; its record goes
+  // into the history. Reconciles afterwards.
+  async exclusive(work: () => Promise<TransitionRecord>): Promise<TransitionRecord> {
+    this.held = true;
+    try {
+      await this.idle();
+      const record = await work();
+      this.remember(record);
+      return record;
+    } finally {
+      this.held = false;
+      this.reconcile('an operator request ending');
+    }
   }
 
   // Resolves once no reconcile, transition or retry timer is pending.
@@ -255,7 +277,7 @@ export class Supervisor {
     this.resolveWaiters('primary', { ok: false, message: `Refused: ${reason}.` });
   }
 
-  private start(direction: Direction, reason: string, snapshot: NodeSnapshot): void {
+  private start(direction: Move, reason: string, snapshot: NodeSnapshot): void {
     const running: Running = { direction, reason, startedAt: new Date(this.now()).toISOString(), controller: new AbortController() };
     this.running = running;
     const heldPrimary = !isCompleteSecondary(assess(snapshot));

@@ -3,8 +3,11 @@
 import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
 
-// The two directions a node moves in: towards serving the storage, or towards letting go of it.
-export type Direction = 'promote' | 'demote';
+// The directions a node moves in: towards serving the storage, towards letting go of it, or (split-brain
+// recovery) towards a fresh copy of the peer's data.
+export type Direction = 'promote' | 'demote' | 'recover';
+
+const NOUNS: Record<Direction, string> = { promote: 'Promotion', demote: 'Demotion', recover: 'Recovery' };
 
 // One step of a transition. `interruptible` steps only wait (for a device, for the peer) and may be abandoned
 // when a newer wish arrives; every other step runs to its end, so cancellation happens at step boundaries.
@@ -86,7 +89,7 @@ export async function runSteps(
   };
   const started = performance.now();
   const log = options.log.child({ transition: record.id, direction });
-  const noun = direction === 'promote' ? 'Promotion' : 'Demotion';
+  const noun = NOUNS[direction];
   log.info({ reason }, `${noun} started: ${reason}.`);
   const noAbort = new AbortController().signal;
   for (const step of steps) {
