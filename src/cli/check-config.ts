@@ -20,7 +20,6 @@ unless -n is given. Exit 0 when both are valid, 78 with the error otherwise.
 // `carp-hast check-config`: validates the configuration files and shows what this node will use.
 export const checkConfigCommand: Command = {
   name: 'check-config',
-  summary: 'check hast.conf and the supervisor configuration and print the effective settings.',
   usage: USAGE,
   async run(args) {
     if (wantsHelp(args)) {

@@ -1,10 +1,9 @@
 import { describeError, ExitError } from '../common/errors.js';
 import { EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from '../common/sysexits.js';
 
-// One subcommand of `carp-hast`: its name, a one-line summary for the overview, its usage text and its body.
+// One subcommand of `carp-hast`: its name, its usage text and its body (main.ts keeps the overview's summaries).
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   // Runs with the arguments after the command name and resolves to the process exit code.
   run(args: string[]): Promise<number>;

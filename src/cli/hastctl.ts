@@ -114,7 +114,6 @@ async function loadConfig(values: { config?: string; node?: string }): Promise<H
 // `carp-hast hastctl`: hastctl(8)'s verbs, output and exit codes; -n picks the node by name.
 export const hastctlCommand: Command = {
   name: 'hastctl',
-  summary: 'control the replication engine (hastctl(8) compatible).',
   usage: USAGE,
   async run(args) {
     const [verb, ...rest] = args;

@@ -40,7 +40,6 @@ const OPTIONS = {
 // `carp-hast hastd`: the built-in replication engine, compatible with hastd(8).
 export const hastdCommand: Command = {
   name: 'hastd',
-  summary: 'the built-in HAST replication engine (hastd(8) compatible).',
   usage: USAGE,
   async run(args) {
     if (wantsHelp(args)) {

@@ -2,24 +2,18 @@
 import { describeError } from '../common/errors.js';
 import { EX_SOFTWARE, EX_USAGE } from '../common/sysexits.js';
 import { runCommand, type Command } from './command.js';
-import { checkConfigCommand } from './check-config.js';
-import { hastdCommand } from './hastd.js';
-import { hastctlCommand } from './hastctl.js';
-import { labCommand } from './lab.js';
-import { recoverCommand } from './recover.js';
-import { statusCommand } from './status.js';
-import { superviseCommand } from './supervise.js';
-import { switchCommand } from './switch.js';
 
-const COMMANDS: Command[] = [
-  superviseCommand,
-  switchCommand,
-  statusCommand,
-  recoverCommand,
-  checkConfigCommand,
-  hastdCommand,
-  hastctlCommand,
-  labCommand,
+// Each command's module is loaded only when it runs: hooks and the supervisor start `carp-hast` often, and
+// loading every command (the engine, the supervisor) costs a few hundred milliseconds each time.
+const COMMANDS: { name: string; summary: string; load: () => Promise<Command> }[] = [
+  { name: 'supervise', summary: 'run the failover supervisor daemon.', load: async () => (await import('./supervise.js')).superviseCommand },
+  { name: 'switch', summary: 'make this node primary or secondary, through the supervisor.', load: async () => (await import('./switch.js')).switchCommand },
+  { name: 'status', summary: 'show CARP state, roles, resources and recent transitions.', load: async () => (await import('./status.js')).statusCommand },
+  { name: 'recover', summary: 'recover a resource from split-brain by discarding local changes.', load: async () => (await import('./recover.js')).recoverCommand },
+  { name: 'check-config', summary: 'check hast.conf and the supervisor configuration and print the effective settings.', load: async () => (await import('./check-config.js')).checkConfigCommand },
+  { name: 'hastd', summary: 'the built-in HAST replication engine (hastd(8) compatible).', load: async () => (await import('./hastd.js')).hastdCommand },
+  { name: 'hastctl', summary: 'control the replication engine (hastctl(8) compatible).', load: async () => (await import('./hastctl.js')).hastctlCommand },
+  { name: 'lab', summary: 'run a two-node cluster on this machine and fail it over.', load: async () => (await import('./lab.js')).labCommand },
 ];
 
 function overview(): string {
@@ -50,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`carp-hast: unknown command '${name}'.\n${overview()}`);
     return EX_USAGE;
   }
-  return runCommand(command, rest);
+  return runCommand(await command.load(), rest);
 }
 
 main(process.argv.slice(2)).then(

@@ -29,7 +29,6 @@ const RECOVER_TIMEOUT_MS = 60 * 60_000;
 // `carp-hast recover <res> --discard-local`: the split-brain procedure on this node.
 export const recoverCommand: Command = {
   name: 'recover',
-  summary: 'recover a resource from split-brain by discarding local changes.',
   usage: USAGE,
   async run(args) {
     if (wantsHelp(args)) {

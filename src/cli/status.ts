@@ -26,7 +26,6 @@ const STATUS_TIMEOUT_MS = 10_000;
 // `carp-hast status`: show CARP state, roles, resources and recent transitions.
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'show CARP state, roles, resources and recent transitions.',
   usage: USAGE,
   async run(args) {
     if (wantsHelp(args)) {

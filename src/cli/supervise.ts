@@ -26,7 +26,6 @@ const OPTIONS = {
 // `carp-hast supervise`: run the failover supervisor daemon.
 export const superviseCommand: Command = {
   name: 'supervise',
-  summary: 'run the failover supervisor daemon.',
   usage: USAGE,
   async run(args) {
     if (wantsHelp(args)) {

@@ -38,7 +38,6 @@ function makeSwitchCommand(name: string, operator: boolean): Command {
   const text = usage(name === 'switch' ? 'carp-hast switch' : name);
   return {
     name,
-    summary: 'make this node primary or secondary, through the supervisor.',
     usage: text,
     async run(args) {
       if (wantsHelp(args)) {

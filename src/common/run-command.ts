@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 
 // How long a command may run and what happens when it overstays: storage commands get a policy each.
 export interface CommandPolicy {
@@ -52,6 +51,9 @@ export class CommandError extends Error {
 export async function runCommand(argv: string[], policy: CommandPolicy): Promise<CommandResult> {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('runCommand needs a program to run.');
+  // execa is loaded on first use: it takes a quarter of a second, which short commands (hastctl) that never
+  // run a program should not pay at every start.
+  const { execa } = await import('execa');
   const started = performance.now();
   const subprocess = execa(file, args, {
     reject: false,

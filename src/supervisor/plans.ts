@@ -75,7 +75,7 @@ function resourceSteps(config: SupervisorConfig, ops: NodeOps, resource: Resourc
       name: 'role primary',
       target: name,
       async run() {
-        if ((await engineEntry(ops, name)).role === 'primary') return 'already primary';
+        // hastd treats the role a resource already has as done, so this is safe to repeat.
         await ops.setRole(name, 'primary');
         return undefined;
       },
@@ -207,7 +207,6 @@ export function demotionSteps(config: SupervisorConfig, ops: NodeOps): Step[] {
       name: 'role secondary',
       target: name,
       async run() {
-        if ((await engineEntry(ops, name)).role === 'secondary') return 'already secondary';
         await ops.setRole(name, 'secondary');
         return undefined;
       },

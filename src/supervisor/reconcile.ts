@@ -94,7 +94,10 @@ export function assess(snapshot: NodeSnapshot): Assessment {
     if (r.mountpoint !== undefined) {
       if (r.mountedFrom === undefined) result.primaryGaps.push(`${r.name}: not mounted on ${r.mountpoint}`);
       else result.secondaryGaps.push(`${r.name}: mounted on ${r.mountpoint}`);
-      if (r.mountedFrom !== undefined && r.device === undefined) {
+      // A killed engine leaves /dev/hast/<name> pointing at its dead device, so the role is checked first.
+      if (r.mountedFrom !== undefined && role !== 'primary') {
+        result.stale.push(`${r.mountpoint} is mounted from ${r.mountedFrom} but ${r.name} is ${role} in the engine`);
+      } else if (r.mountedFrom !== undefined && r.device === undefined) {
         result.stale.push(`${r.mountpoint} is mounted from ${r.mountedFrom} but ${devicePath(r.name)} is gone`);
       } else if (r.mountedFrom !== undefined && r.mountedFrom !== r.device) {
         result.stale.push(`${r.mountpoint} is mounted from ${r.mountedFrom}, not from ${devicePath(r.name)} (${r.device})`);

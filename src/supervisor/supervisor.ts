@@ -64,6 +64,8 @@ export class Supervisor {
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private held = false;
+  // Counts transition starts and ends, so a reconcile can tell its snapshot straddled one.
+  private generation = 0;
   private snapshot: NodeSnapshot | undefined;
   private decision: Decision | undefined;
   private hint: SwitchHint | undefined;
@@ -191,7 +193,13 @@ export class Supervisor {
     try {
       do {
         this.again = false;
+        const generation = this.generation;
         const snapshot = await readSnapshot(this.config, this.ops);
+        // A transition that started or ended while the system was read makes the snapshot half old.
+        if (generation !== this.generation) {
+          this.again = true;
+          continue;
+        }
         this.observe(snapshot);
         if (this.running !== undefined) this.cancelIfUnwanted(snapshot);
         else await this.apply(decide(snapshot, assess(snapshot), this.context()), snapshot);
@@ -280,11 +288,13 @@ export class Supervisor {
   private start(direction: Move, reason: string, snapshot: NodeSnapshot): void {
     const running: Running = { direction, reason, startedAt: new Date(this.now()).toISOString(), controller: new AbortController() };
     this.running = running;
-    const heldPrimary = !isCompleteSecondary(assess(snapshot));
+    this.generation++;
+    const heldPrimary = snapshot.resources.some((r) => r.engine?.role === 'primary' || r.mountedFrom !== undefined || r.poolImported === true);
     if (direction === 'promote') this.lastPromotionAt = this.now();
     const carpTookItAway = heldPrimary && snapshot.carp !== undefined && snapshot.carp.state !== 'MASTER';
     void this.runTransition(running, carpTookItAway).then((retryNow) => {
       this.running = undefined;
+      this.generation++;
       // A demotion that could not let go is tried again on the next health tick or event, not in a tight loop.
       if (retryNow && !this.stopped) this.reconcile(`the ${direction} ending`);
       else this.notifyIdle();

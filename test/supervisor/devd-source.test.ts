@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CarpVhid } from '../../src/config/supervisor-conf.js';
 import { parseDevdLine, type CarpTransition } from '../../src/supervisor/devd-event.js';
 import { DevdSource, MAX_DEVD_LINE_BYTES, type DevdHandlers } from '../../src/supervisor/devd-source.js';
-import { startDevdServer, type DevdServer } from '../fixtures/devd-server.js';
+import { startDevdServer, type DevdServer } from '../../src/lab/devd-server.js';
 import { memoryLogger } from '../fixtures/memory-log.js';
 
 // UNIX socket paths are short (104 bytes on FreeBSD), too short for tap's fixture directories.

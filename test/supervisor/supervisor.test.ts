@@ -295,7 +295,7 @@ t.test('a stale mount left by an engine restart is cleared before promoting agai
   await converge(supervisor, 'MASTER', node);
   t.strictSame(node.calls, [...DEMOTION, ...PROMOTION]);
   t.ok(node.isPrimary(cfg.resources, cfg.services));
-  t.match(supervisor.view().history[1], { direction: 'demote', reason: 'clearing a stale state first: /hast/a is mounted from /dev/hast/a but /dev/hast/a is gone; /hast/b is mounted from /dev/hast/b but /dev/hast/b is gone' });
+  t.match(supervisor.view().history[1], { direction: 'demote', reason: 'clearing a stale state first: /hast/a is mounted from /dev/hast/a but a is init in the engine; /hast/b is mounted from /dev/hast/b but b is init in the engine' });
 });
 
 t.test('a demotion that cannot unmount escalates as on_demote_failure says', async (t) => {
