@@ -9,4 +9,5 @@ export const EX_OSERR = 71;
 export const EX_OSFILE = 72;
 export const EX_IOERR = 74;
 export const EX_TEMPFAIL = 75;
+export const EX_NOPERM = 77;
 export const EX_CONFIG = 78;
