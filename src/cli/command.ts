@@ -1,5 +1,5 @@
 import { describeError, ExitError } from '../common/errors.js';
-import { EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from '../common/sysexits.js';
+import { EX_SOFTWARE, EX_USAGE } from '../common/sysexits.js';
 
 // One subcommand of `carp-hast`: its name, its usage text and its body (main.ts keeps the overview's summaries).
 export interface Command {
@@ -12,21 +12,6 @@ export interface Command {
 // True when the arguments ask for help, which every command answers the same way.
 export function wantsHelp(args: string[]): boolean {
   return args.includes('--help') || args.includes('-h');
-}
-
-// A command whose work a later change fills in: it answers --help, then refuses with exit 69.
-export function pendingCommand(spec: Omit<Command, 'run'>): Command {
-  return {
-    ...spec,
-    async run(args) {
-      if (wantsHelp(args)) {
-        process.stdout.write(spec.usage);
-        return 0;
-      }
-      process.stderr.write(`carp-hast: the ${spec.name} command is not built yet.\n`);
-      return EX_UNAVAILABLE;
-    },
-  };
 }
 
 // Runs a command, mapping its errors to sysexits codes; never shows a stack trace for expected failures.

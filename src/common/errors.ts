@@ -1,4 +1,4 @@
-import { EX_UNAVAILABLE, EX_USAGE } from './sysexits.js';
+import { EX_USAGE } from './sysexits.js';
 
 // An error a command line reports to a person, with the exit code the process should end with.
 export class ExitError extends Error {
@@ -16,14 +16,6 @@ export class UsageError extends ExitError {
   constructor(message: string) {
     super(message, EX_USAGE);
     this.name = 'UsageError';
-  }
-}
-
-// A command that later work fills in; it refuses rather than pretending to succeed.
-export class NotImplementedError extends ExitError {
-  constructor(what: string) {
-    super(`${what} is not built yet.`, EX_UNAVAILABLE);
-    this.name = 'NotImplementedError';
   }
 }
 

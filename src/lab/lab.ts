@@ -11,6 +11,7 @@ import { runCommand } from '../common/run-command.js';
 import { sendSupervisorRequest } from '../supervisor/control-socket.js';
 import type { StatusReport } from '../supervisor/status-report.js';
 import { startDevdServer, type DevdServer } from './devd-server.js';
+import { lockHastDevices } from './machine-lock.js';
 
 // The two nodes.
 export type LabNode = 'a' | 'b';
@@ -47,6 +48,7 @@ export class Lab {
   private readonly supervisors = new Map<LabNode, ResultPromise>();
   // What each node's supervisors printed, kept after they exit.
   private readonly outputs = new Map<LabNode, string>();
+  private unlock: (() => void) | undefined;
 
   private constructor(options: LabOptions, id: string) {
     this.dir = options.dir;
@@ -57,6 +59,7 @@ export class Lab {
   // Creates namespaces, configurations and components, and (ext4) makes the file system through a primary.
   static async create(options: LabOptions): Promise<Lab> {
     const lab = new Lab(options, Math.random().toString(16).slice(2, 6));
+    lab.unlock = await lockHastDevices();
     try {
       await lab.build(options);
     } catch (error) {
@@ -182,6 +185,8 @@ export class Lab {
       await runCommand(['ip', 'netns', 'del', this.namespace(node)], QUICK).catch(() => undefined);
     }
     await rm(this.dir, { recursive: true, force: true });
+    this.unlock?.();
+    this.unlock = undefined;
   }
 
   private async build(options: LabOptions): Promise<void> {

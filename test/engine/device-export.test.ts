@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { runCommand } from '../../src/common/run-command.js';
 import { METADATA_SIZE, decodeMetadata } from '../../src/engine/metadata.js';
 import { hastctl, MiB, pairLayout, startDaemon, waitFor, type PairLayout } from '../fixtures/engine-pair.js';
+import { lockHastDevices } from '../fixtures/hast-device-lock.js';
 
 // The device a primary exports is checked with clients nobody here wrote: nbdinfo, nbdcopy, qemu-io, fio,
 // and as root mkfs.ext4, mount and fsck.ext4 on /dev/hast/<name>.
@@ -91,6 +92,7 @@ t.test('NBD clients read and write the primary; both components end identical', 
 });
 
 t.test('ext4 on /dev/hast/test survives a switch to the peer', { skip: isRoot ? false : 'mount and losetup need root' }, async (t) => {
+  await lockHastDevices(t);
   const { layout } = await runningPair(t, 128 * MiB, true);
   await waitFor('/dev/hast/test on a', () => existsSync('/dev/hast/test'));
   t.match(readlinkSync('/dev/hast/test'), /^\/dev\/loop\d+$/);
@@ -123,6 +125,7 @@ t.test('ext4 on /dev/hast/test survives a switch to the peer', { skip: isRoot ? 
 });
 
 t.test('a device left by a killed engine is cleaned and made again', { skip: isRoot ? false : 'losetup needs root' }, async (t) => {
+  await lockHastDevices(t);
   const { layout, a } = await runningPair(t, 64 * MiB, true);
   await waitFor('/dev/hast/test on a', () => existsSync('/dev/hast/test'));
   a.process.kill('SIGKILL');
