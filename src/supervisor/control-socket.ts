@@ -69,12 +69,19 @@ export class SupervisorControlServer {
     private readonly server: Server,
     private readonly handler: RequestHandler,
     private readonly log: Logger,
+    private readonly requestTimeoutMs: number,
   ) {
     server.on('connection', (socket) => this.accept(socket));
   }
 
-  // Listens on `path` with mode 0600 (the supervisor runs as root; so must its clients).
-  static async listen(path: string, handler: RequestHandler, log: Logger): Promise<SupervisorControlServer> {
+  // Listens on `path` with mode 0600 (the supervisor runs as root; so must its clients). A client that has
+  // not sent its request after `requestTimeoutMs` (default 10 s) is dropped.
+  static async listen(
+    path: string,
+    handler: RequestHandler,
+    log: Logger,
+    options: { requestTimeoutMs?: number } = {},
+  ): Promise<SupervisorControlServer> {
     await removeStaleSocket(path, 'control socket', () => new Error(`another supervisor answers on ${path}`));
     const server = createServer({ allowHalfOpen: true });
     await new Promise<void>((resolve, reject) => {
@@ -86,7 +93,7 @@ export class SupervisorControlServer {
     }).catch((error: unknown) => {
       throw new Error(`listening on control socket ${path}`, { cause: error });
     });
-    const control = new SupervisorControlServer(server, handler, log);
+    const control = new SupervisorControlServer(server, handler, log, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
     server.on('error', (error) => log.error(`Control socket ${path}: ${describeError(error)}.`));
     try {
       await chmod(path, 0o600);
@@ -106,12 +113,17 @@ export class SupervisorControlServer {
 
   private accept(socket: Socket): void {
     this.connections.add(socket);
-    let buffered = '';
+    let buffered = Buffer.alloc(0);
     let received = false;
     const timer = setTimeout(() => {
       this.log.warn('Dropping a control connection that sent no request.');
       socket.destroy();
-    }, REQUEST_TIMEOUT_MS);
+    }, this.requestTimeoutMs);
+    const receive = (line: string | undefined) => {
+      received = true;
+      clearTimeout(timer);
+      void this.answer(socket, line);
+    };
     socket.on('close', () => {
       clearTimeout(timer);
       this.connections.delete(socket);
@@ -120,16 +132,20 @@ export class SupervisorControlServer {
       this.log.debug(`Control connection: ${describeError(error)}.`);
       socket.destroy();
     });
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
+    // Bytes, not text, so the limit counts what was sent and a character split between chunks stays whole.
+    socket.on('data', (chunk: Buffer) => {
       if (received) return;
-      buffered += chunk;
-      const newline = buffered.indexOf('\n');
-      if (newline < 0 && buffered.length <= MAX_REQUEST_BYTES) return;
-      received = true;
-      clearTimeout(timer);
-      const line = newline < 0 ? undefined : buffered.slice(0, newline);
-      void this.answer(socket, line);
+      buffered = Buffer.concat([buffered, chunk]);
+      const newline = buffered.indexOf(0x0a);
+      if ((newline < 0 ? buffered.length : newline) > MAX_REQUEST_BYTES) receive(undefined);
+      else if (newline >= 0) receive(buffered.subarray(0, newline).toString('utf8'));
+    });
+    // A client that half-closes has sent all it will (`printf '{"op":"status"}' | nc -U`): its request needs
+    // no newline. One that connects and leaves without a word (a liveness probe) gets no answer.
+    socket.on('end', () => {
+      if (received) return;
+      if (buffered.length === 0) socket.end();
+      else receive(buffered.toString('utf8'));
     });
   }
 

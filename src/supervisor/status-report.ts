@@ -42,7 +42,11 @@ export function buildStatusReport(
   if (assessment !== undefined) {
     if (isCompletePrimary(assessment)) actual = 'primary';
     else if (isCompleteSecondary(assessment)) actual = 'secondary';
-    else actual = `in between: ${[...assessment.stale, ...assessment.secondaryGaps].join(', ') || assessment.primaryGaps.join(', ')}`;
+    else {
+      // What is stale, what it still holds and what a primary would lack; a role gap is in both lists.
+      const gaps = new Set([...assessment.stale, ...assessment.secondaryGaps, ...assessment.primaryGaps]);
+      actual = `in between: ${[...gaps].join(', ')}`;
+    }
   }
   let carp: StatusReport['carp'];
   if (snapshot?.carp !== undefined) carp = { state: snapshot.carp.state, detail: snapshot.carp.detail };
@@ -81,7 +85,9 @@ export function formatStatusReport(report: StatusReport): string {
   lines.push(`  wanted:   ${report.wanted === undefined ? 'unknown' : `${report.wanted.role} (${report.wanted.why})`}`);
   lines.push(`  actual:   ${report.actual}`);
   const engine = report.engine;
-  const engineState = engine.running ? `running, pid ${engine.pid}` : 'not running';
+  // An engine the supervisor adopted (it was running before) has no child pid here.
+  let engineState = 'not running';
+  if (engine.running) engineState = engine.pid === undefined ? 'running' : `running, pid ${engine.pid}`;
   lines.push(`  engine:   ${engine.kind}, ${engineState}, ${engine.restarts} restart${engine.restarts === 1 ? '' : 's'}`);
   if (report.running !== undefined) {
     lines.push(`  now:      ${report.running.direction} since ${report.running.startedAt}: ${report.running.reason}`);
