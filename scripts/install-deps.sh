@@ -4,7 +4,7 @@
 # libnbd-bin (nbdinfo, nbdcopy, nbdfuse), fio (its nbd engine), nbdkit (the NBD reference server):
 # clients and a peer nobody here wrote, to check our NBD export. fuse3: nbdfuse. kmod: modprobe nbd.
 # iproute2: the lab's network namespaces. psmisc: fuser, which the demotion uses to find holders of a mount.
-# shellcheck: checks the shipped shell scripts.
+# The shellcheck package checks the shipped shell scripts.
 set -eu
 
 PACKAGES="util-linux e2fsprogs qemu-utils libnbd-bin fio nbdkit fuse3 kmod iproute2 psmisc shellcheck"
