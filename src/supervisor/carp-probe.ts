@@ -108,8 +108,9 @@ export function combineCarpStates(states: readonly (CarpState | undefined)[]): C
 }
 
 // The CARP state of this node, with a few words for status. With carp.vip: MASTER when the address is on one
-// of this node's interfaces (`ip -j addr show`). Otherwise FreeBSD's `ifconfig <if>` once per interface of
-// carp.vhids, combined as combineCarpStates says. Throws CarpProbeError.
+// of this node's interfaces (`ip -j addr show`; on FreeBSD, where ucarp may move it, `ifconfig -a`).
+// Otherwise FreeBSD's `ifconfig <if>` once per interface of carp.vhids, combined as combineCarpStates says.
+// Throws CarpProbeError.
 export async function readCarpState(
   carp: CarpConfig,
   options: CarpProbeOptions = {},
@@ -166,8 +167,11 @@ export async function restoreCarp(carp: CarpConfig, options: CarpProbeOptions = 
 async function readVipState(vip: string, options: CarpProbeOptions): Promise<{ state: CarpState; detail: string }> {
   let addresses: InterfaceAddress[];
   try {
-    const { stdout } = await runCommand(['ip', '-j', 'addr', 'show'], { ...PROBE_POLICY, env: options.env });
-    addresses = parseIpAddrJson(stdout);
+    if ((options.platform ?? process.platform) === 'freebsd') {
+      addresses = parseIfconfigAddresses((await runCommand(['ifconfig', '-a'], { ...PROBE_POLICY, env: options.env })).stdout);
+    } else {
+      addresses = parseIpAddrJson((await runCommand(['ip', '-j', 'addr', 'show'], { ...PROBE_POLICY, env: options.env })).stdout);
+    }
   } catch (error) {
     throw new CarpProbeError(`reading whether ${vip} is on this node`, { cause: error });
   }
@@ -201,6 +205,20 @@ async function steer(
   } catch (error) {
     throw new CarpProbeError(what, { cause: error });
   }
+}
+
+// FreeBSD's `ifconfig -a` (ucarp moves the address there too): an interface block starts with `<name>: flags=`,
+// its addresses are `\tinet <address> netmask ...` and `\tinet6 <address>%<zone>? prefixlen ...` lines.
+export function parseIfconfigAddresses(text: string): InterfaceAddress[] {
+  const addresses: InterfaceAddress[] = [];
+  let ifname: string | undefined;
+  for (const line of text.split('\n')) {
+    const block = /^([^\s:]+): flags=/.exec(line);
+    if (block !== null) ifname = block[1];
+    const inet = /^\s+inet6? (\S+)/.exec(line);
+    if (inet !== null && ifname !== undefined) addresses.push({ ifname, address: inet[1] ?? '' });
+  }
+  return addresses;
 }
 
 // One spelling per address, so "2001:DB8:0::5" matches the "2001:db8::5" that ip prints; a zone (%eth0) is

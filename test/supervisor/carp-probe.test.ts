@@ -1,11 +1,13 @@
 import t, { type Test } from 'tap';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCommand } from '../../src/common/run-command.js';
 import type { CarpConfig } from '../../src/config/supervisor-conf.js';
 import {
   CarpProbeError,
   combineCarpStates,
+  parseIfconfigAddresses,
   parseIfconfigCarp,
   parseIpAddrJson,
   readCarpState,
@@ -280,4 +282,42 @@ t.test('a failing sysctl is a CarpProbeError naming the step', async (t) => {
   t.match(String((down as Error).cause), /unknown oid 'net.inet.carp.demotion'$/);
   const restore = await t.rejects(restoreCarp(carp, options));
   t.equal((restore as Error).message, 'removing the CARP demotion');
+});
+
+// `ifconfig -a` of FreeBSD 14 with an address that ucarp added as an alias.
+const IFCONFIG_A = [
+  'em0: flags=1008843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST,LOWER_UP> metric 0 mtu 1500',
+  '\toptions=4e524bb<RXCSUM,TXCSUM,VLAN_MTU,VLAN_HWTAGGING,JUMBO_MTU,VLAN_HWCSUM,LRO,WOL_MAGIC>',
+  '\tether 08:00:27:3c:12:5a',
+  '\tinet 192.168.1.11 netmask 0xffffff00 broadcast 192.168.1.255',
+  '\tinet 192.168.1.50 netmask 0xffffffff broadcast 192.168.1.50',
+  '\tinet6 fe80::a00:27ff:fe3c:125a%em0 prefixlen 64 scopeid 0x1',
+  '\tmedia: Ethernet autoselect (1000baseT <full-duplex>)',
+  '\tstatus: active',
+  '\tnd6 options=23<PERFORMNUD,ACCEPT_RTADV,AUTO_LINKLOCAL>',
+  'lo0: flags=1008049<UP,LOOPBACK,RUNNING,MULTICAST,LOWER_UP> metric 0 mtu 16384',
+  '\tinet 127.0.0.1 netmask 0xff000000',
+  '\tinet6 ::1 prefixlen 128',
+  '',
+].join('\n');
+
+t.test('parseIfconfigAddresses reads the inet and inet6 lines of FreeBSD ifconfig -a', async (t) => {
+  t.strictSame(parseIfconfigAddresses(IFCONFIG_A), [
+    { ifname: 'em0', address: '192.168.1.11' },
+    { ifname: 'em0', address: '192.168.1.50' },
+    { ifname: 'em0', address: 'fe80::a00:27ff:fe3c:125a%em0' },
+    { ifname: 'lo0', address: '127.0.0.1' },
+    { ifname: 'lo0', address: '::1' },
+  ]);
+  t.strictSame(parseIfconfigAddresses(''), []);
+});
+
+t.test('on FreeBSD a vip (ucarp) is looked for in ifconfig -a', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ifconfig-a-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'ifconfig'), `#!/bin/sh\n[ "$1" = "-a" ] || exit 2\ncat <<'END'\n${IFCONFIG_A}END\n`, { mode: 0o755 });
+  const env = { PATH: `${dir}:${process.env['PATH'] ?? ''}` };
+  const carp = (vip: string) => ({ source: 'notify' as const, devdSocket: '/var/run/devd.pipe', vhids: [], vip, stepDown: undefined });
+  t.strictSame(await readCarpState(carp('192.168.1.50'), { platform: 'freebsd', env }), { state: 'MASTER', detail: '192.168.1.50 present on em0' });
+  t.strictSame(await readCarpState(carp('192.168.1.51'), { platform: 'freebsd', env }), { state: 'BACKUP', detail: '192.168.1.51 not on this node' });
 });
