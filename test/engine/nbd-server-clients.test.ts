@@ -162,6 +162,7 @@ t.test('fio: 64 MiB of 4 KiB random writes at depth 32, verified with crc32c', a
     '--iodepth=32',
     '--size=64M',
     '--verify=crc32c',
+    '--verify_state_save=0',
     '--output-format=json',
   ];
   const result = await runCommand(argv, POLICY);
