@@ -1,3 +1,5 @@
+import type { Bytes } from './bytes.js';
+
 // Why a block request failed, as an errno name: the NBD export maps these to NBD error codes.
 export type BlockErrorCode = 'EIO' | 'EINVAL' | 'ENOSPC' | 'EPERM' | 'ESHUTDOWN' | 'EOPNOTSUPP';
 
@@ -23,7 +25,8 @@ export interface BlockDevice {
   readonly maxRequest: number;
   read(offset: number, length: number): Promise<Buffer>;
   // Resolves when the write is as durable as the replication mode promises; `fua` adds a flush of what it wrote.
-  write(offset: number, data: Buffer, options?: { fua?: boolean }): Promise<void>;
+  // The data may be a list of buffers (as received from a socket): it is passed on uncopied.
+  write(offset: number, data: Bytes, options?: { fua?: boolean }): Promise<void>;
   // Makes every write acknowledged before it durable on every node the replication mode promises.
   flush(): Promise<void>;
   // Discards the range on both nodes; it reads back as zeros afterwards.

@@ -1,4 +1,5 @@
 import type { BlockDevice } from './block-device.js';
+import { byteLength, sliceBytes, type Bytes } from './bytes.js';
 
 // The largest request an NBD client may send by default (proto.md: 32 MiB), which is what we accept.
 export const NBD_MAX_REQUEST = 32 * 1024 * 1024;
@@ -26,9 +27,10 @@ export class ChunkedDevice implements BlockDevice {
     return Buffer.concat(parts, length);
   }
 
-  async write(offset: number, data: Buffer, options: { fua?: boolean } = {}): Promise<void> {
-    if (data.length <= this.inner.maxRequest) return this.inner.write(offset, data, options);
-    await Promise.all(this.pieces(offset, data.length).map(([at, size]) => this.inner.write(at, data.subarray(at - offset, at - offset + size))));
+  async write(offset: number, data: Bytes, options: { fua?: boolean } = {}): Promise<void> {
+    const length = byteLength(data);
+    if (length <= this.inner.maxRequest) return this.inner.write(offset, data, options);
+    await Promise.all(this.pieces(offset, length).map(([at, size]) => this.inner.write(at, sliceBytes(data, at - offset, at - offset + size))));
     if (options.fua) await this.inner.flush();
   }
 

@@ -6,6 +6,7 @@
 //   primary, conn B  -> {resource, token, [virgin], resuid, localcnt, remotecnt}
 //   secondary, conn A -> {datasize, extentsize, localcnt, remotecnt, [virgin], syncsrc, mapsize} + map, or {errmsg}
 
+import { byteLength, joinBytes } from './bytes.js';
 import { HAST_PROTO_VERSION, type Packet } from './hast-proto.js';
 import { Nv } from './nv.js';
 
@@ -183,9 +184,10 @@ export function parseAnswer(packet: Packet, local: { datasize: bigint; extentsiz
     return { kind: 'invalid', reason: `Extent size differs between nodes (local=${local.extentsize}, remote=${extentsize}).` };
   }
   const mapsize = nv.getUint32('mapsize') ?? 0;
-  const map = mapsize > 0 ? packet.payload : undefined;
+  const map = mapsize > 0 && packet.payload !== undefined ? joinBytes(packet.payload) : undefined;
   if ((map?.length ?? 0) !== mapsize) {
-    return { kind: 'invalid', reason: `Remote activemap has ${packet.payload?.length ?? 0} bytes, not the announced ${mapsize}.` };
+    const received = packet.payload === undefined ? 0 : byteLength(packet.payload);
+    return { kind: 'invalid', reason: `Remote activemap has ${received} bytes, not the announced ${mapsize}.` };
   }
   const code = nv.getUint8('syncsrc') ?? 0;
   const syncsrc = code === 1 ? 'primary' : code === 2 ? 'secondary' : undefined;

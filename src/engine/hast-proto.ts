@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { bufferList, byteLength, type Bytes } from './bytes.js';
 import { Nv, NvError } from './nv.js';
 
 // Protocol version this engine speaks (hastd's HAST_PROTO_VERSION).
@@ -25,11 +26,12 @@ export interface PacketLimits {
 export const DEFAULT_PACKET_LIMITS: PacketLimits = { maxNvSize: 64 * 1024, maxPayloadSize: 64 * 1024 * 1024 };
 
 // One framed message: `version:u8 | size:u32le`, an nv list of `size` bytes, then the payload whose length
-// the nv's `size` field (uint32) gives, if it has one.
+// the nv's `size` field (uint32) gives, if it has one. A received payload is the socket's chunks as they came
+// (views, uncopied); joinBytes() makes one Buffer of it where one is needed.
 export interface Packet {
   version: number;
   nv: Nv;
-  payload: Buffer | undefined;
+  payload: Bytes | undefined;
 }
 
 // A peer broke the framing rules; the connection cannot be trusted any further and is closed.
@@ -40,15 +42,15 @@ export class ProtocolError extends Error {
   }
 }
 
-// Encodes one packet as the buffers to write (header and nv, then the payload uncopied).
-export function encodePacket(nv: Nv, payload?: Buffer, version = HAST_PROTO_VERSION): Buffer[] {
-  if (payload !== undefined) nv.addUint32('size', payload.length);
+// Encodes one packet as the buffers to write: header, nv, then the payload's buffers, none of them copied.
+export function encodePacket(nv: Nv, payload?: Bytes, version = HAST_PROTO_VERSION): Buffer[] {
+  const payloadSize = payload === undefined ? 0 : byteLength(payload);
+  if (payload !== undefined) nv.addUint32('size', payloadSize);
   const body = nv.encode();
-  const header = Buffer.alloc(HEADER_SIZE);
+  const header = Buffer.allocUnsafe(HEADER_SIZE);
   header.writeUInt8(version, 0);
   header.writeUInt32LE(body.length, 1);
-  const head = Buffer.concat([header, body]);
-  return payload === undefined || payload.length === 0 ? [head] : [head, payload];
+  return payload === undefined || payloadSize === 0 ? [header, body] : [header, body, ...bufferList(payload)];
 }
 
 // Turns a byte stream into packets; throws ProtocolError on anything hastd's hast_proto_recv would refuse.
@@ -112,11 +114,30 @@ export class PacketDecoder {
     const { version, nv, payloadSize } = this.pending;
     if (this.buffered < payloadSize) return undefined;
     this.pending = undefined;
-    return { version, nv, payload: payloadSize === 0 ? undefined : this.take(payloadSize) };
+    return { version, nv, payload: payloadSize === 0 ? undefined : this.takeViews(payloadSize) };
   }
 
-  // Takes `size` buffered bytes: a view when they sit in one chunk, else one copy of exactly those bytes. What
-  // follows is never copied, so a payload is copied at most once however the socket chunked it.
+  // Takes `size` buffered bytes as views of the chunks that hold them: a payload is never copied.
+  private takeViews(size: number): Bytes {
+    this.buffered -= size;
+    const views: Buffer[] = [];
+    for (let left = size; left > 0; ) {
+      const chunk = this.chunks[0]!;
+      if (chunk.length <= left) {
+        this.chunks.shift();
+        views.push(chunk);
+        left -= chunk.length;
+      } else {
+        this.chunks[0] = chunk.subarray(left);
+        views.push(chunk.subarray(0, left));
+        left = 0;
+      }
+    }
+    return views.length === 1 ? views[0]! : views;
+  }
+
+  // Takes `size` buffered bytes (a header or nv list) as one Buffer: a view when they sit in one chunk, else a
+  // copy of exactly those bytes.
   private take(size: number): Buffer {
     if (size === 0) return Buffer.alloc(0);
     this.buffered -= size;
@@ -168,7 +189,7 @@ export class PacketConnection {
   }
 
   // Sends one packet; a closed connection throws the error that closed it.
-  send(nv: Nv, payload?: Buffer, version?: number): void {
+  send(nv: Nv, payload?: Bytes, version?: number): void {
     if (this.failure !== undefined) throw this.failure;
     if (!this.corked) {
       this.corked = true;

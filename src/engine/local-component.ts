@@ -3,6 +3,7 @@ import { open, readFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { tryLockExclusive, type LockOutcome } from '../common/flock.js';
 import { runCommand } from '../common/run-command.js';
+import { byteLength, sliceBytes, type Bytes } from './bytes.js';
 
 // Regular files have no sector size of their own; hastd uses 512 for them, and so do we.
 const FILE_SECTOR_SIZE = 512;
@@ -20,8 +21,8 @@ export interface BlockStore {
   readonly sectorsize: number;
   // Fills buf from offset; a read that ends early is an error, never a partial buffer.
   read(buf: Buffer, offset: number): Promise<void>;
-  // Writes all of buf at offset.
-  write(buf: Buffer, offset: number): Promise<void>;
+  // Writes all the bytes at offset, a list of buffers back to back (pwritev).
+  write(data: Bytes, offset: number): Promise<void>;
   // Makes completed writes durable (fdatasync).
   flush(): Promise<void>;
   // Discards a range so that it reads back as zeros.
@@ -120,15 +121,20 @@ export class LocalComponent implements BlockStore {
     }
   }
 
-  async write(buf: Buffer, offset: number): Promise<void> {
-    let done = 0;
+  async write(data: Bytes, offset: number): Promise<void> {
+    let rest = data;
+    let at = offset;
     try {
-      while (done < buf.length) {
-        const { bytesWritten } = await this.handle.write(buf, done, buf.length - done, offset + done);
-        done += bytesWritten;
+      // A regular file or disk takes all of it at once unless interrupted; the loop covers short writes.
+      for (let size = byteLength(rest); size > 0; ) {
+        const { bytesWritten } = Buffer.isBuffer(rest) ? await this.handle.write(rest, 0, size, at) : await this.handle.writev(rest, at);
+        if (bytesWritten >= size) break;
+        rest = sliceBytes(rest, bytesWritten, size);
+        at += bytesWritten;
+        size -= bytesWritten;
       }
     } catch (error) {
-      throw new ComponentError(`writing ${buf.length} bytes at offset ${offset} of ${this.path}`, this.path, error);
+      throw new ComponentError(`writing ${byteLength(data)} bytes at offset ${offset} of ${this.path}`, this.path, error);
     }
   }
 

@@ -9,6 +9,7 @@ import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { removeStaleSocket } from '../common/unix-socket.js';
 import { BlockIoError, type BlockDevice } from './block-device.js';
+import type { Bytes } from './bytes.js';
 import {
   checkRequest,
   CLIENT_FLAGS_SIZE,
@@ -337,7 +338,9 @@ class NbdConnection {
         return true;
       }
       case 'writeData': {
-        const data = this.input.take(state.request.length);
+        // The data goes to the device as the socket chunks it arrived in: gathering a 1 MiB write into one
+        // buffer cost a fifth of the main thread.
+        const data = this.input.takeViews(state.request.length);
         if (data === undefined) return false;
         this.state = REQUEST_HEADER;
         this.start(state.request, data);
@@ -464,7 +467,7 @@ class NbdConnection {
     }
   }
 
-  private start(request: NbdRequest, data: Buffer): void {
+  private start(request: NbdRequest, data: Bytes): void {
     if (this.shuttingDown) {
       this.replyError(request, { error: NBD_ERROR.ESHUTDOWN, reason: 'the server is shutting down' });
       return;
@@ -476,7 +479,7 @@ class NbdConnection {
   }
 
   // Runs one request on the device and queues its reply; a device failure becomes an error reply.
-  private async run(request: NbdRequest, data: Buffer, held: number): Promise<void> {
+  private async run(request: NbdRequest, data: Bytes, held: number): Promise<void> {
     try {
       const result = await this.execute(request, data);
       this.replySuccess(request, result);
@@ -491,7 +494,7 @@ class NbdConnection {
   }
 
   // Requests of length 0 are allowed by proto.md ("behaviour unspecified") and succeed without the device.
-  private async execute(request: NbdRequest, data: Buffer): Promise<Buffer> {
+  private async execute(request: NbdRequest, data: Bytes): Promise<Buffer> {
     const { device } = this.attached!.export;
     const { offset, length } = request;
     const fua = (request.flags & CMD_FLAG.FUA) !== 0;
@@ -666,6 +669,22 @@ class InputQueue {
     const whole = Buffer.allocUnsafe(size);
     for (let filled = 0; filled < size; ) filled += this.consume(whole, filled, size - filled);
     return whole;
+  }
+
+  // Takes a whole message as views of the chunks that hold it, uncopied.
+  takeViews(size: number): Bytes | undefined {
+    if (size > this.length) return undefined;
+    this.length -= size;
+    const views: Buffer[] = [];
+    for (let left = size; left > 0; ) {
+      const chunk = this.chunks[0]!;
+      const count = Math.min(chunk.length, left);
+      views.push(count === chunk.length ? chunk : chunk.subarray(0, count));
+      if (count === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(count);
+      left -= count;
+    }
+    return views.length === 1 ? views[0]! : views;
   }
 
   // Drops up to `size` bytes; returns how many there were.

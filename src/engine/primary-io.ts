@@ -21,6 +21,7 @@ import type { Logger } from '../common/log.js';
 import type { ReplicationMode } from '../config/hast-conf.js';
 import type { ActivemapStore } from './activemap-store.js';
 import { BlockIoError, type BlockDevice } from './block-device.js';
+import { byteLength, type Bytes } from './bytes.js';
 import { isNotSupported, type BlockStore } from './local-component.js';
 import type { RangeLock } from './range-lock.js';
 import type { Peer, RemoteCall, RemoteReply } from './remote-link.js';
@@ -53,7 +54,7 @@ interface Change {
   cmd: typeof HIO.WRITE | typeof HIO.DELETE;
   offset: number;
   length: number;
-  data?: Buffer;
+  data?: Bytes;
 }
 
 // The primary's BlockDevice (/dev/hast/<name>): validates requests, replicates them per the replication
@@ -114,13 +115,14 @@ export class PrimaryIo implements BlockDevice {
     }
   }
 
-  async write(offset: number, data: Buffer, options: { fua?: boolean } = {}): Promise<void> {
-    const what = requestName(HIO.WRITE, offset, data.length);
-    this.checkRange(what, offset, data.length, this.maxRequest);
+  async write(offset: number, data: Bytes, options: { fua?: boolean } = {}): Promise<void> {
+    const length = byteLength(data);
+    const what = requestName(HIO.WRITE, offset, length);
+    this.checkRange(what, offset, length, this.maxRequest);
     this.statistics.writes++;
     const mode = this.replication();
     await this.counters.noteWrite();
-    await this.replicate(what, { cmd: HIO.WRITE, offset, length: data.length, data }, mode);
+    await this.replicate(what, { cmd: HIO.WRITE, offset, length, data }, mode);
     if (options.fua) await this.flushAs(mode);
   }
 

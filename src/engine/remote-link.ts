@@ -4,6 +4,7 @@ import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { parseHastAddress, type TcpAddress } from '../config/address.js';
 import type { HastResource, ReplicationMode } from '../config/hast-conf.js';
+import type { Bytes } from './bytes.js';
 import { DEFAULT_PACKET_LIMITS, HAST_PROTO_VERSION, PacketConnection, ProtocolError, type Packet, type PacketLimits } from './hast-proto.js';
 import type { Nv } from './nv.js';
 import {
@@ -346,7 +347,7 @@ export class RemoteLink implements Peer {
     if (now - session.lastSend >= this.keepaliveMs) this.transmit(session, keepaliveNv(), undefined, 'KEEPALIVE');
   }
 
-  private transmit(session: Session, nv: Nv, data: Buffer | undefined, what: string): void {
+  private transmit(session: Session, nv: Nv, data: Bytes | undefined, what: string): void {
     try {
       session.requests.send(nv, data, session.version);
       session.lastSend = Date.now();

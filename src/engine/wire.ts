@@ -3,6 +3,7 @@
 // first connection, replies on the second. Pure encoding and validation; the workers do the I/O.
 
 import { MAXPHYS } from './activemap.js';
+import { byteLength, joinBytes, type Bytes } from './bytes.js';
 import type { BlockErrorCode } from './block-device.js';
 import type { Packet, PacketLimits } from './hast-proto.js';
 import { ProtocolError } from './hast-proto.js';
@@ -126,7 +127,7 @@ export interface WireRequest {
   length: number;
   // memsync writes ask for an early `received` reply.
   memsync?: boolean;
-  data?: Buffer;
+  data?: Bytes;
 }
 
 // The nv header of a request (the data, if any, follows as the packet payload).
@@ -168,7 +169,7 @@ export function parseReply(packet: Packet): WireReply {
     seq: nv.getUint64('seq') ?? 0n,
     received: nv.getInt8('received') !== undefined,
     error: nv.getInt16('error') ?? 0,
-    data: plainPayload(packet),
+    data: joinPayload(plainPayload(packet)),
   };
 }
 
@@ -183,7 +184,7 @@ export interface RequestLimits {
 export type ParsedRequest =
   | { kind: 'keepalive' }
   | { kind: 'invalid'; cmd: number; seq: bigint; memsync: boolean; reason: string }
-  | { kind: 'valid'; cmd: HioCommand; seq: bigint; offset: number; length: number; memsync: boolean; data: Buffer | undefined };
+  | { kind: 'valid'; cmd: HioCommand; seq: bigint; offset: number; length: number; memsync: boolean; data: Bytes | undefined };
 
 // requnpack(): the checks hastd's secondary makes, in its order and with its messages, plus one it leaves to
 // chance: a WRITE must carry exactly `length` bytes.
@@ -209,10 +210,10 @@ export function parseRequest(packet: Packet, limits: RequestLimits): ParsedReque
   if (offset % sector !== 0n) return invalid(`Offset ${offset} is not multiple of sector size.`);
   if (length % sector !== 0n) return invalid(`Length ${length} is not multiple of sector size.`);
   if (offset + length > limits.datasize) return invalid(`Data offset is too large (${offset + length} > ${limits.datasize}).`);
-  let data: Buffer | undefined;
+  let data: Bytes | undefined;
   if (cmd === HIO.WRITE) {
     data = payload;
-    const size = data?.length ?? 0;
+    const size = data === undefined ? 0 : byteLength(data);
     if (BigInt(size) !== length) return invalid(`Data size ${size} differs from the request length ${length}.`);
   }
   return { kind: 'valid', cmd, seq, offset: Number(offset), length: Number(length), memsync, data };
@@ -220,10 +221,14 @@ export function parseRequest(packet: Packet, limits: RequestLimits): ParsedReque
 
 // The payload as sent. hastd can compress payloads and add checksums; this engine sends neither and refuses
 // any packet that uses them (ProtocolError) rather than take compressed bytes for data.
-function plainPayload(packet: Packet): Buffer | undefined {
+function plainPayload(packet: Packet): Bytes | undefined {
   for (const field of ['compression', 'checksum']) {
     const value = packet.nv.getString(field);
     if (value !== undefined) throw new ProtocolError(`Packet uses ${field} '${value}', which this engine does not support.`);
   }
   return packet.payload;
+}
+
+function joinPayload(payload: Bytes | undefined): Buffer | undefined {
+  return payload === undefined ? undefined : joinBytes(payload);
 }

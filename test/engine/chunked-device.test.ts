@@ -1,4 +1,5 @@
 import t from 'tap';
+import { joinBytes } from '../../src/engine/bytes.js';
 import { BlockIoError, type BlockDevice } from '../../src/engine/block-device.js';
 import { ChunkedDevice, NBD_MAX_REQUEST } from '../../src/engine/chunked-device.js';
 
@@ -19,7 +20,8 @@ function smallRequestDevice(size: number) {
       check('read', length);
       return Buffer.from(data.subarray(offset, offset + length));
     },
-    async write(offset, buf, options) {
+    async write(offset, bytes, options) {
+      const buf = joinBytes(bytes);
       check(options?.fua ? 'write+fua' : 'write', buf.length);
       buf.copy(data, offset);
     },
@@ -53,6 +55,26 @@ t.test('large requests are split into pieces the device takes, small ones pass t
   await chunked.flush();
   await chunked.trim(0, 1024 * 1024);
   t.same(calls, ['write+fua 4096', 'read 4096', 'flush', 'trim 1048576']);
+});
+
+t.test('a write given as socket chunks is split into pieces without gathering it', async (t) => {
+  const { device, data, calls } = smallRequestDevice(4 * 1024 * 1024);
+  const seen: Array<readonly Buffer[] | Buffer> = [];
+  const recording: BlockDevice = {
+    ...device,
+    write: (offset, bytes, options) => {
+      seen.push(bytes);
+      return device.write(offset, bytes, options);
+    },
+  };
+  // 200 KiB in 64 KiB chunks and a tail, as a socket delivers it.
+  const chunks = [0, 1, 2, 3].map((i) => Buffer.alloc(i < 3 ? 64 * 1024 : 8 * 1024, i + 1));
+  await new ChunkedDevice(recording).write(8192, chunks);
+  t.same(calls, ['write 131072', 'write 73728']);
+  t.ok(data.subarray(8192, 8192 + 200 * 1024).equals(Buffer.concat(chunks)));
+  const first = seen[0] as readonly Buffer[];
+  t.equal(first.length, 2, 'the first piece is two whole chunks');
+  t.equal(first[0], chunks[0], 'passed on, not copied');
 });
 
 t.test('a failed piece fails the whole request', async (t) => {

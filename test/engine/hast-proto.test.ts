@@ -2,6 +2,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { createServer, connect, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { joinBytes } from '../../src/engine/bytes.js';
 import { Nv } from '../../src/engine/nv.js';
 import {
   encodePacket,
@@ -16,11 +17,14 @@ function request(seq: bigint): Nv {
 }
 
 t.test('a packet is header, nv and payload, with the payload length in the nv', async (t) => {
-  const [head, payload] = encodePacket(new Nv().addUint8('cmd', 4), Buffer.from('abcdefgh'));
+  const data = Buffer.from('abcdefgh');
+  const [head, body, payload, ...rest] = encodePacket(new Nv().addUint8('cmd', 4), data);
+  t.equal(head!.length, 5);
   t.equal(head!.readUInt8(0), 2, 'version');
-  t.equal(head!.readUInt32LE(1), head!.length - 5, 'nv size');
-  t.equal(payload!.toString(), 'abcdefgh');
-  const decoded = new PacketDecoder().push(Buffer.concat([head!, payload!]));
+  t.equal(head!.readUInt32LE(1), body!.length, 'nv size');
+  t.equal(payload, data, 'the payload is sent uncopied');
+  t.same(rest, []);
+  const decoded = new PacketDecoder().push(Buffer.concat([head!, body!, payload!]));
   t.equal(decoded.length, 1);
   t.equal(decoded[0]!.nv.getUint8('cmd'), 4);
   t.equal(decoded[0]!.nv.getUint32('size'), 8);
@@ -38,7 +42,7 @@ t.test('packets split at every byte boundary decode the same', async (t) => {
   const packets = [];
   for (let i = 0; i < stream.length; i++) packets.push(...decoder.push(stream.subarray(i, i + 1)));
   t.same(
-    packets.map((p) => [p.nv.getUint64('seq'), p.payload?.[0]]),
+    packets.map((p) => [p.nv.getUint64('seq'), p.payload && joinBytes(p.payload)[0]]),
     [
       [1n, 1],
       [2n, undefined],
@@ -46,6 +50,21 @@ t.test('packets split at every byte boundary decode the same', async (t) => {
     ],
   );
   t.equal(decoder.bufferedBytes, 0);
+});
+
+t.test('a payload split across socket chunks comes out as views of those chunks, not a copy', async (t) => {
+  const [head, body, data] = encodePacket(request(1n), Buffer.from('abcdefgh'));
+  const first = Buffer.concat([head!, body!, data!.subarray(0, 3)]);
+  const second = Buffer.from(data!.subarray(3));
+  const decoder = new PacketDecoder();
+  t.same(decoder.push(first), []);
+  const [packet] = decoder.push(second);
+  const payload = packet!.payload as readonly Buffer[];
+  t.equal(payload.length, 2);
+  t.equal(joinBytes(payload).toString(), 'abcdefgh');
+  second[0] = 0x58;
+  t.equal(payload[1]![0], 0x58, 'the second part is a view of the second chunk');
+  t.equal(payload[0]!.buffer, first.buffer, 'the first part is a view of the first chunk');
 });
 
 t.test('framing violations are protocol errors', async (t) => {
@@ -62,7 +81,7 @@ t.test('framing violations are protocol errors', async (t) => {
     new ProtocolError('Packet header announces 4294967295 bytes of nv data (limit 65536).'),
   );
   t.throws(() => new PacketDecoder().push(Buffer.concat([header(2, 8), Buffer.alloc(8, 0xff)])), /^Invalid nv data in packet/);
-  const huge = encodePacket(new Nv().addUint32('size', 1 << 30))[0]!;
+  const huge = Buffer.concat(encodePacket(new Nv().addUint32('size', 1 << 30)));
   t.throws(() => new PacketDecoder({ maxNvSize: 1024, maxPayloadSize: 1 << 20 }).push(huge), /1073741824-byte payload \(limit 1048576\)/);
 });
 
@@ -100,7 +119,7 @@ t.test('a connection sends and receives packets in order over TCP', async (t) =>
   for (let seq = 1n; seq <= 200n; seq++) {
     const packet = await right.receive(5000);
     t.equal(packet.nv.getUint64('seq'), seq);
-    if (packet.payload?.[0] !== Number(seq & 0xffn)) t.fail(`payload of ${seq}`);
+    if (packet.payload === undefined || joinBytes(packet.payload)[0] !== Number(seq & 0xffn)) t.fail(`payload of ${seq}`);
   }
   right.close();
   await t.rejects(left.receive(5000), ConnectionClosedError);
