@@ -2,21 +2,33 @@
 // fio's nbd engine (libnbd, one connection).
 //
 // Usage: npm run build && node bench/nbd.mjs [--dir DIR] [--size MIB] [--runtime SECONDS] [--rounds N]
+//                                            [--targets file,none,fullsync,memsync]
 //
-// Each round runs every workload once against NbdServer (exporting a file-backed BlockDevice from this
-// process) and once against `nbdkit -U SOCKET file FILE`, alternating which goes first, because this kind of
-// machine drifts between runs. It prints the median of each and the ratio ours/nbdkit per workload:
-// 1 MiB sequential write QD8 (MiB/s), 4 KiB random write QD32 (IOPS), 4 KiB random write QD1 (IOPS, mean and
-// p99 latency), 4 KiB random read QD32 (IOPS). DIR should be on the disk you care about (default: the OS
-// temp directory, often tmpfs or page cache: then this measures the servers, not the disk).
+// Targets (what our NbdServer exports):
+//   file      a file-backed BlockDevice in this process (the NBD server alone, no engine)
+//   none      a real primary (PrimaryWorker, hastd's defaults: 2 MiB extents, keepdirty 64, metaflush on) with
+//             `remote none`, exported as the engine does it (DeviceExport: <run-dir>/<name>.nbd)
+//   fullsync  the same primary replicating to a secondary engine in another process over loopback TCP
+//   memsync   likewise, in memsync mode
+// Each round runs every workload once against each target and once against `nbdkit -U SOCKET file FILE`,
+// alternating the order, because this kind of machine drifts between runs. It prints the median of each and
+// the ratio ours/nbdkit per workload and target: 1 MiB sequential write QD8 (MiB/s), 4 KiB random write QD32
+// (IOPS), 4 KiB random write QD1 (IOPS, mean and p99 latency), 4 KiB random read QD32 (IOPS). DIR should be
+// on the disk you care about (default: the OS temp directory; files there sit in the page cache, so this
+// measures the servers more than the disk). Component files are filled with zeros first, as a disk would be.
 import { spawn } from 'node:child_process';
-import { close, fdatasync, ftruncate, open, read, write } from 'node:fs';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { close, fdatasync, ftruncate, open, read, write, writev } from 'node:fs';
+import { mkdir, mkdtemp, open as openFile, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { createComponent } from '../dist/engine/component-metadata.js';
+import { DeviceExport } from '../dist/engine/device-export.js';
 import { NbdServer } from '../dist/engine/nbd-server.js';
+import { PrimaryWorker } from '../dist/engine/primary.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,8 +36,10 @@ const { values } = parseArgs({
     size: { type: 'string', default: '256' },
     runtime: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
+    targets: { type: 'string', default: 'none,fullsync,memsync' },
   },
 });
+const TARGETS = values.targets.split(',');
 const size = Number(values.size) * 1024 * 1024;
 const runtime = Number(values.runtime);
 const rounds = Number(values.rounds);
@@ -64,12 +78,16 @@ class FileBlockDevice {
     });
   }
 
+  // The NBD server hands over a write's data as the socket chunks it came in.
   async write(offset, data, options = {}) {
+    const length = Buffer.isBuffer(data) ? data.length : data.reduce((sum, buffer) => sum + buffer.length, 0);
     await new Promise((resolve, reject) => {
-      write(this.fd, data, 0, data.length, offset, (error, n) => {
-        if (error || n !== data.length) reject(error ?? new Error('short write'));
+      const done = (error, n) => {
+        if (error || n !== length) reject(error ?? new Error('short write'));
         else resolve();
-      });
+      };
+      if (Buffer.isBuffer(data)) write(this.fd, data, 0, length, offset, done);
+      else writev(this.fd, data, offset, done);
     });
     if (options.fua) await this.flush();
   }
@@ -150,26 +168,117 @@ function median(numbers) {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+const MiB = 1024 * 1024;
+const quiet = pino({ level: 'warn' });
+
+// A hast.conf resource as the parser would produce it, with hastd's defaults.
+function resource(name, local, remote, replication) {
+  return {
+    name,
+    provname: name,
+    local,
+    remote,
+    source: null,
+    replication,
+    checksum: 'none',
+    compression: 'none',
+    timeout: 20,
+    exec: null,
+    metaflush: true,
+    position: { file: 'bench', line: 1, col: 1 },
+  };
+}
+
+// A file of `size` zeros, written and flushed, so that later writes find allocated blocks.
+async function zeroFile(path) {
+  const handle = await openFile(path, 'w');
+  const zeros = Buffer.alloc(8 * MiB);
+  for (let at = 0; at < size + MiB; at += zeros.length) await handle.write(zeros, 0, zeros.length, at);
+  await handle.sync();
+  await handle.close();
+}
+
+async function waitFor(check, what, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+// The secondary engine for a replicated target: bench/replication.mjs in its --secondary mode, which serves
+// the resource `bench` on one component until SIGTERM.
+async function startSecondary(component, port) {
+  const replication = fileURLToPath(new URL('./replication.mjs', import.meta.url));
+  const child = spawn(process.execPath, [replication, '--secondary', '--component', component, '--port', String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await once(child.stdout, 'data');
+  return child;
+}
+
+// One target: an NBD socket of ours and how to stop what serves it.
+async function startTarget(kind, dir) {
+  if (kind === 'file') {
+    const device = await FileBlockDevice.create(join(dir, 'file.img'), size);
+    const exported = { name: 'bench', device };
+    const socket = join(dir, 'file.sock');
+    const server = await NbdServer.listen(socket, (name) => (name === 'bench' ? exported : undefined), quiet, { defaultExport: 'bench' });
+    return { socket, stop: async () => (await server.close(), await device.close()) };
+  }
+  // The secondary's component holds the resource `bench` (what replication.mjs serves); each primary has its
+  // own resource name so that every export gets its own socket in the run directory.
+  const primary = join(dir, `${kind}-primary.img`);
+  await zeroFile(primary);
+  let child;
+  let remote = 'none';
+  if (kind !== 'none') {
+    const secondary = join(dir, `${kind}-secondary.img`);
+    await zeroFile(secondary);
+    await createComponent(resource('bench', secondary, 'none', 'fullsync'));
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    child = await startSecondary(secondary, port);
+    remote = `tcp4://127.0.0.1:${port}`;
+  }
+  await createComponent(resource('bench', primary, 'none', 'fullsync'));
+  const messages = [];
+  const log = pino({ level: 'info' }, { write: (line) => messages.push(JSON.parse(line).msg) });
+  const worker = await PrimaryWorker.start(resource('bench', primary, remote, kind === 'none' ? 'fullsync' : kind), { log, onEvent: () => undefined });
+  if (child) {
+    await waitFor(() => worker.status().status === 'complete', `${kind}: the connection`);
+    await waitFor(() => messages.some((m) => /^(Nodes are in sync|Synchronization complete)/.test(m)), `${kind}: the first sync`);
+  }
+  const runDir = join(dir, kind);
+  await mkdir(runDir);
+  const exported = await DeviceExport.start('bench', worker.device, { runDir, attachUnavailable: 'benchmark' }, quiet);
+  return {
+    socket: exported.socketPath,
+    async stop() {
+      await exported.close();
+      await worker.stop();
+      if (child) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    },
+  };
+}
+
 const dir = await mkdtemp(join(values.dir, 'nbd-bench-'));
-const ourSocket = join(dir, 'ours.sock');
 const theirSocket = join(dir, 'nbdkit.sock');
 const theirFile = join(dir, 'nbdkit.img');
-const device = await FileBlockDevice.create(join(dir, 'ours.img'), size);
-await writeFile(theirFile, '');
+await zeroFile(theirFile);
 await truncate(theirFile, size);
-const exported = { name: 'bench', device };
-const server = await NbdServer.listen(ourSocket, (name) => (name === 'bench' ? exported : undefined), pino({ level: 'warn' }), {
-  defaultExport: 'bench',
-});
+const targets = new Map();
 const nbdkit = await startNbdkit(theirSocket, theirFile);
-
-const results = new Map(WORKLOADS.map((w) => [w.name, { ours: [], nbdkit: [] }]));
+const results = new Map(WORKLOADS.map((w) => [w.name, Object.fromEntries(['nbdkit', ...TARGETS].map((who) => [who, []]))]));
 try {
+  for (const kind of TARGETS) targets.set(kind, await startTarget(kind, dir));
   for (let round = 0; round < rounds; round++) {
     for (const workload of WORKLOADS) {
-      const order = round % 2 === 0 ? ['ours', 'nbdkit'] : ['nbdkit', 'ours'];
+      const order = round % 2 === 0 ? [...TARGETS, 'nbdkit'] : ['nbdkit', ...TARGETS];
       for (const who of order) {
-        const result = await fio(who === 'ours' ? ourSocket : theirSocket, workload);
+        const result = await fio(who === 'nbdkit' ? theirSocket : targets.get(who).socket, workload);
         results.get(workload.name)[who].push(result);
         const latency = workload.latency ? ` mean ${result.meanUs.toFixed(1)} µs p99 ${result.p99Us.toFixed(1)} µs` : '';
         console.log(`round ${round + 1} ${workload.name} ${who}: ${result.value.toFixed(0)} ${workload.unit}${latency}`);
@@ -178,22 +287,18 @@ try {
   }
 } finally {
   nbdkit.kill();
-  await server.close();
-  await device.close();
+  for (const target of targets.values()) await target.stop();
   await rm(dir, { recursive: true, force: true });
 }
 
-console.log(`\nmedians over ${rounds} rounds of ${runtime} s, ${size / 1024 / 1024} MiB file in ${values.dir}:`);
+console.log(`\nmedians over ${rounds} rounds of ${runtime} s, ${size / MiB} MiB files in ${values.dir}; ratio = target / nbdkit:`);
 for (const workload of WORKLOADS) {
-  const { ours, nbdkit: theirs } = results.get(workload.name);
-  const a = median(ours.map((r) => r.value));
-  const b = median(theirs.map((r) => r.value));
-  const value = (v) => `${v.toFixed(0).padStart(7)} ${workload.unit}`;
-  let line = `${workload.name.padEnd(24)} ours ${value(a)}  nbdkit ${value(b)}  ratio ${(a / b).toFixed(2)}`;
-  if (workload.latency) {
-    const latency = (rs, key) => median(rs.map((r) => r[key])).toFixed(1);
-    line += `  mean ${latency(ours, 'meanUs')} vs ${latency(theirs, 'meanUs')} µs,`;
-    line += ` p99 ${latency(ours, 'p99Us')} vs ${latency(theirs, 'p99Us')} µs`;
+  const byWho = results.get(workload.name);
+  const theirs = median(byWho.nbdkit.map((r) => r.value));
+  const latency = (rs) => (workload.latency ? ` (mean ${median(rs.map((r) => r.meanUs)).toFixed(0)} µs, p99 ${median(rs.map((r) => r.p99Us)).toFixed(0)} µs)` : '');
+  console.log(`${workload.name}: nbdkit ${theirs.toFixed(0)} ${workload.unit}${latency(byWho.nbdkit)}`);
+  for (const kind of TARGETS) {
+    const ours = median(byWho[kind].map((r) => r.value));
+    console.log(`  ${kind.padEnd(9)} ${ours.toFixed(0).padStart(7)} ${workload.unit}  ratio ${(ours / theirs).toFixed(2)}${latency(byWho[kind])}`);
   }
-  console.log(line);
 }

@@ -12,22 +12,23 @@
 // memory of both processes. Modes are interleaved and repeated (--reps); the table shows medians. DIR should
 // be on the disk you care about (default: the OS temp directory). The component files are filled with zeros
 // once, as a disk would be: writes into a sparse file would measure the file system's block allocation.
-import { spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createComponent } from '../dist/engine/component-metadata.js';
 import { PeerListener } from '../dist/engine/peer-listener.js';
 import { PrimaryWorker } from '../dist/engine/primary.js';
 
 const MiB = 1024 * 1024;
-const MODES = ['none', 'fullsync', 'memsync', 'async'];
-const WORKLOADS = [
+// USER_HZ: the unit of /proc/<pid>/stat's times on every Linux architecture Node runs on.
+const CLOCK_TICKS = 100;
+const ALL_WORKLOADS = [
   { name: 'seq', size: MiB, depth: 8, random: false },
   { name: 'rand', size: 4096, depth: 32, random: true },
 ];
@@ -39,6 +40,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     reps: { type: 'string', default: '3' },
     metaflush: { type: 'string', default: 'on' },
+    modes: { type: 'string', default: 'none,fullsync,memsync,async' },
+    workloads: { type: 'string', default: 'seq,rand' },
     secondary: { type: 'boolean', default: false },
     component: { type: 'string' },
     port: { type: 'string' },
@@ -46,6 +49,8 @@ const { values } = parseArgs({
 });
 
 const log = pino({ level: 'warn' });
+const MODES = values.modes.split(',');
+const WORKLOADS = ALL_WORKLOADS.filter((workload) => values.workloads.split(',').includes(workload.name));
 
 function resource(local, remote, replication) {
   return {
@@ -105,7 +110,8 @@ async function freshComponent(path) {
 }
 
 function startSecondary(path, port) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--secondary', '--component', path, '--port', String(port)], {
+  // The same node flags (e.g. --cpu-prof) for the secondary as for this process.
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--secondary', '--component', path, '--port', String(port)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -114,13 +120,23 @@ function startSecondary(path, port) {
   });
 }
 
-const execFileAsync = promisify(execFile);
-
+// Resident memory of a process from /proc (Linux): cheaper than running ps, which would itself take CPU
+// from the two engines on a small machine.
 async function rssOf(pid) {
-  if (pid === process.pid) return process.memoryUsage().rss;
   try {
-    const { stdout } = await execFileAsync('ps', ['-o', 'rss=', '-p', String(pid)]);
-    return Number(stdout.trim()) * 1024;
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+// CPU seconds (user + system, all threads) a process has used so far, from /proc (Linux).
+async function cpuOf(pid) {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   } catch {
     return 0;
   }
@@ -184,6 +200,7 @@ async function runWorkload(device, workload, seconds) {
   latencies.sort((a, b) => a - b);
   const percentile = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
   return {
+    elapsed,
     mibps: (latencies.length * workload.size) / MiB / elapsed,
     iops: latencies.length / elapsed,
     p50: percentile(50),
@@ -213,7 +230,16 @@ async function runMode(dir, mode, seconds, port) {
   }
   const stopSampling = sampleRss([process.pid, ...(child ? [child.pid] : [])]);
   const results = {};
-  for (const workload of WORKLOADS) results[workload.name] = await runWorkload(worker.device, workload, seconds);
+  for (const workload of WORKLOADS) {
+    const pids = [process.pid, ...(child ? [child.pid] : [])];
+    const cpuBefore = await Promise.all(pids.map(cpuOf));
+    const result = await runWorkload(worker.device, workload, seconds);
+    const cpuAfter = await Promise.all(pids.map(cpuOf));
+    // CPU seconds per GiB written, for each process: what bounds throughput when both share a small machine.
+    const gib = (result.mibps * result.elapsed) / 1024;
+    const [primaryCpu, secondaryCpu = 0] = cpuAfter.map((after, i) => (after - cpuBefore[i]) / gib);
+    results[workload.name] = { ...result, primaryCpu, secondaryCpu };
+  }
   const [primaryRss, secondaryRss = 0] = stopSampling();
   await worker.stop();
   if (child) {
@@ -240,8 +266,8 @@ async function main() {
       for (const mode of MODES) {
         const run = await runMode(dir, mode, seconds, 20000 + Math.floor(Math.random() * 20000));
         runs[mode].push(run);
-        const { seq, rand } = run.results;
-        console.error(`rep ${rep + 1} ${mode}: seq ${seq.mibps.toFixed(0)} MiB/s, rand ${rand.iops.toFixed(0)} IOPS`);
+        const figures = Object.entries(run.results).map(([name, r]) => `${name} ${r.mibps.toFixed(0)} MiB/s ${r.iops.toFixed(0)} IOPS`);
+        console.error(`rep ${rep + 1} ${mode}: ${figures.join(', ')}`);
       }
     }
   } finally {
@@ -249,9 +275,9 @@ async function main() {
   }
   const mb = (n) => (n / MiB).toFixed(0);
   console.log(`node ${process.version}, ${reps} reps x ${seconds} s per workload, ${values.size} MiB components in ${values.dir}, metaflush ${values.metaflush}; medians`);
-  console.log('mode      workload   MiB/s     IOPS   p50 ms   p99 ms  vs none  rss primary  rss secondary');
+  console.log('mode      workload   MiB/s     IOPS   p50 ms   p99 ms  vs none  rss primary  rss secondary  cpu-s/GiB primary  secondary');
   for (const workload of WORKLOADS) {
-    const baseline = median(runs.none.map((run) => run.results[workload.name].mibps));
+    const baseline = runs.none ? median(runs.none.map((run) => run.results[workload.name].mibps)) : NaN;
     for (const mode of MODES) {
       const pick = (key) => median(runs[mode].map((run) => run.results[workload.name][key]));
       const mibps = pick('mibps');
@@ -266,6 +292,8 @@ async function main() {
           (mibps / baseline).toFixed(2).padStart(8),
           `${mb(median(runs[mode].map((run) => run.primaryRss)))} MB`.padStart(12),
           `${mode === 'none' ? '-' : `${mb(median(runs[mode].map((run) => run.secondaryRss)))} MB`}`.padStart(14),
+          pick('primaryCpu').toFixed(2).padStart(18),
+          (mode === 'none' ? '-' : pick('secondaryCpu').toFixed(2)).padStart(10),
         ].join(' '),
       );
     }
