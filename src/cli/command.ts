@@ -5,6 +5,8 @@ import { EX_SOFTWARE, EX_USAGE } from '../common/sysexits.js';
 export interface Command {
   name: string;
   usage: string;
+  // How messages name the program when it is not `carp-hast <name>` (the carp-hast-switch drop-in).
+  program?: string;
   // Runs with the arguments after the command name and resolves to the process exit code.
   run(args: string[]): Promise<number>;
 }
@@ -20,11 +22,11 @@ export async function runCommand(command: Command, args: string[]): Promise<numb
     return await command.run(args);
   } catch (error) {
     if (error instanceof ExitError) {
-      process.stderr.write(`carp-hast ${command.name}: ${describeError(error)}\n`);
+      process.stderr.write(`${command.program ?? `carp-hast ${command.name}`}: ${describeError(error)}\n`);
       if (error.exitCode === EX_USAGE) process.stderr.write(command.usage);
       return error.exitCode;
     }
-    process.stderr.write(`carp-hast ${command.name}: internal error: ${describeError(error)}\n`);
+    process.stderr.write(`${command.program ?? `carp-hast ${command.name}`}: internal error: ${describeError(error)}\n`);
     if (error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
     return EX_SOFTWARE;
   }

@@ -1,9 +1,9 @@
 import { createInterface } from 'node:readline/promises';
 import { createLogger } from '../common/log.js';
 import { ExitError, UsageError } from '../common/errors.js';
-import { EX_TEMPFAIL } from '../common/sysexits.js';
+import { EX_TEMPFAIL, EX_UNAVAILABLE } from '../common/sysexits.js';
 import { sendSupervisorRequest, SupervisorUnavailableError } from '../supervisor/control-socket.js';
-import { EngineControl } from '../supervisor/engine-control.js';
+import { EngineControl, EngineControlError } from '../supervisor/engine-control.js';
 import { recoverDiscardLocal, RecoverRefusedError } from '../supervisor/recover.js';
 import { parseCommandArgs } from './args.js';
 import { wantsHelp, type Command } from './command.js';
@@ -61,6 +61,10 @@ export const recoverCommand: Command = {
       if (record.outcome !== 'done') throw new ExitError(`recovery of ${resource} failed: ${record.error}`, EX_TEMPFAIL);
     } catch (error) {
       if (error instanceof RecoverRefusedError) throw new ExitError(error.message, 1);
+      // Only the first look at the engine throws this; a failing step is in the record instead.
+      if (error instanceof EngineControlError) {
+        throw new ExitError('no supervisor runs and the engine does not answer hastctl', EX_UNAVAILABLE, { cause: error });
+      }
       throw error;
     }
     process.stdout.write(`${resource} is secondary with fresh metadata; the peer will send it a full copy.\n`);
@@ -70,10 +74,14 @@ export const recoverCommand: Command = {
 
 async function confirm(resource: string): Promise<boolean> {
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
+  // Input that ends before an answer (no terminal, stdin from /dev/null) declines; the question alone would
+  // never settle and the process would exit 0 having done nothing.
+  const ended = new Promise<string>((resolve) => prompt.once('close', () => resolve('')));
   try {
-    const answer = await prompt.question(
-      `This discards this node's copy of ${resource}; the peer's becomes the only one. Type the resource name to go on: `,
-    );
+    const answer = await Promise.race([
+      prompt.question(`This discards this node's copy of ${resource}; the peer's becomes the only one. Type the resource name to go on: `),
+      ended,
+    ]);
     return answer.trim() === resource;
   } finally {
     prompt.close();

@@ -1,9 +1,8 @@
-import { ExitError } from '../common/errors.js';
-import { EX_UNAVAILABLE } from '../common/sysexits.js';
+import { ExitError, UsageError } from '../common/errors.js';
+import { EX_SOFTWARE, EX_UNAVAILABLE } from '../common/sysexits.js';
 import { sendSupervisorRequest, SupervisorUnavailableError } from '../supervisor/control-socket.js';
 import { formatStatusReport, type StatusReport } from '../supervisor/status-report.js';
 import { parseCommandArgs } from './args.js';
-import { UsageError } from '../common/errors.js';
 import { wantsHelp, type Command } from './command.js';
 import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
@@ -39,6 +38,8 @@ export const statusCommand: Command = {
       if (error instanceof SupervisorUnavailableError) throw new ExitError(error.message, EX_UNAVAILABLE);
       throw error;
     });
+    // The supervisor answers ok:false only when building its report failed; there is nothing to show then.
+    if (!reply.ok) throw new ExitError(`the supervisor on ${config.supervisor.controlSocket} could not report its status: ${reply.message}`, EX_SOFTWARE);
     const report = reply.data as StatusReport;
     process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatusReport(report));
     return 0;

@@ -38,6 +38,7 @@ function makeSwitchCommand(name: string, operator: boolean): Command {
   const text = usage(name === 'switch' ? 'carp-hast switch' : name);
   return {
     name,
+    ...(name === 'switch' ? {} : { program: name }),
     usage: text,
     async run(args) {
       if (wantsHelp(args)) {

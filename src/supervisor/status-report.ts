@@ -51,6 +51,7 @@ export function buildStatusReport(
   let carp: StatusReport['carp'];
   if (snapshot?.carp !== undefined) carp = { state: snapshot.carp.state, detail: snapshot.carp.detail };
   else if (snapshot?.carpError !== undefined) carp = { error: snapshot.carpError };
+  else if (snapshot !== undefined) carp = { state: 'unknown', detail: 'not readable on this node (no vhids or vip); following carp-hast-switch' };
   return {
     ...self,
     carp,
