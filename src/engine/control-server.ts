@@ -1,11 +1,10 @@
 // The daemon's end of the control socket (hastd's control_handle()): one request per connection, one reply,
 // then the connection is closed. The daemon supplies the resources through ControlTarget.
 
-import { chmod } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { removeStaleSocket } from '../common/unix-socket.js';
+import { listenPrivate } from '../common/unix-socket.js';
 import {
   ALL_RESOURCES,
   ControlProtocolError,
@@ -77,26 +76,11 @@ export class ControlServer {
 
   // Listens on `path` (mode 0600). A stale socket file is removed first; a live one is refused.
   static async listen(path: string, target: ControlTarget, log: Logger, options: ControlServerOptions = {}): Promise<ControlServer> {
-    await removeStaleSocket(path, 'control socket', () => new ControlSocketInUseError(path));
     // allowHalfOpen: a client that shuts down its sending side after the request still gets the reply.
     const server = createServer({ allowHalfOpen: true });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((error: unknown) => {
-      throw new Error(`listening on control socket ${path}`, { cause: error });
-    });
     const controlServer = new ControlServer(server, target, log, options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    await listenPrivate(server, path, 'control socket', () => new ControlSocketInUseError(path));
     server.on('error', (error) => log.error(`Control socket ${path}: ${describeError(error)}`));
-    try {
-      await chmod(path, 0o600);
-    } catch (error) {
-      await controlServer.close();
-      throw new Error(`setting the mode of control socket ${path}`, { cause: error });
-    }
     return controlServer;
   }
 

@@ -1,11 +1,10 @@
 // The supervisor's control socket: one JSON request line, one JSON reply line, over a root-only unix socket.
 // `carp-hast status`, `carp-hast switch`, `carp-hast-switch` and `carp-hast recover` are its clients.
-import { chmod } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { z } from 'zod';
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { removeStaleSocket } from '../common/unix-socket.js';
+import { listenPrivate } from '../common/unix-socket.js';
 
 // A request line is a few hundred bytes; anything longer is not one of ours.
 const MAX_REQUEST_BYTES = 64 * 1024;
@@ -82,25 +81,10 @@ export class SupervisorControlServer {
     log: Logger,
     options: { requestTimeoutMs?: number } = {},
   ): Promise<SupervisorControlServer> {
-    await removeStaleSocket(path, 'control socket', () => new Error(`another supervisor answers on ${path}`));
     const server = createServer({ allowHalfOpen: true });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((error: unknown) => {
-      throw new Error(`listening on control socket ${path}`, { cause: error });
-    });
     const control = new SupervisorControlServer(server, handler, log, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
+    await listenPrivate(server, path, 'control socket', () => new Error(`another supervisor answers on ${path}`));
     server.on('error', (error) => log.error(`Control socket ${path}: ${describeError(error)}.`));
-    try {
-      await chmod(path, 0o600);
-    } catch (error) {
-      await control.close();
-      throw new Error(`setting the mode of control socket ${path}`, { cause: error });
-    }
     return control;
   }
 
