@@ -65,7 +65,15 @@ function runUntilSignalled(daemon: SupervisorDaemon, log: Logger, load: typeof l
       );
     };
     process.on('SIGHUP', reload);
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    // `on`, never `once`: execa's exit hook (signal-exit) kills the process itself when it finds no other
+    // listener for the signal, which a `once` listener no longer is while it runs.
+    let stopping = false;
+    const stopOnce = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      stop(signal);
+    };
+    process.on('SIGTERM', () => stopOnce('SIGTERM'));
+    process.on('SIGINT', () => stopOnce('SIGINT'));
   });
 }
