@@ -65,8 +65,8 @@ function runUntilSignalled(daemon: SupervisorDaemon, log: Logger, load: typeof l
       );
     };
     process.on('SIGHUP', reload);
-    // `on`, never `once`: execa's exit hook (signal-exit) kills the process itself when it finds no other
-    // listener for the signal, which a `once` listener no longer is while it runs.
+    // `on`, never `once`: while a command runs, execa's exit hook (signal-exit) re-raises a signal that no
+    // other listener handles, and a `once` listener is already gone when the hook looks.
     let stopping = false;
     const stopOnce = (signal: string) => {
       if (stopping) return;

@@ -10,6 +10,7 @@ import { METADATA_SIZE, decodeMetadata } from '../../src/engine/metadata.js';
 import { sendControlRequest } from '../../src/engine/hastctl-client.js';
 import { runCli } from '../fixtures/cli.js';
 import { hastctl, MiB, pairConf, pairLayout, startDaemon, waitFor, type PairLayout } from '../fixtures/engine-pair.js';
+import { lockHastDevices } from '../fixtures/hast-device-lock.js';
 
 // Node a runs in this process so the test can drive its primary's block device (the NBD export is built on
 // it); node b is a real `carp-hast hastd -F` process.
@@ -189,6 +190,26 @@ t.test('SIGHUP reloads; an invalid file keeps the old configuration; SIGTERM sto
   t.equal(result.exitCode, 0);
   t.equal(existsSync(layout.control.b), false, 'the control socket is removed');
 });
+
+t.test(
+  'SIGTERM stops an attached primary cleanly: the device is removed',
+  { skip: process.getuid?.() === 0 ? false : 'needs root: losetup and nbdfuse' },
+  async (t) => {
+    // Stopping an attached primary runs commands (umount of the FUSE file, losetup -d) after the signal.
+    await lockHastDevices(t);
+    const layout = await pairLayout(t, 'memsync', 8 * MiB);
+    await createBoth(t, layout);
+    const b = await startDaemon(t, layout, 'b', { attach: true });
+    t.equal((await hastctl(layout, 'b', 'role', 'primary', 'test')).exitCode, 0);
+    await waitFor('/dev/hast/test', () => existsSync('/dev/hast/test'));
+    b.process.kill('SIGTERM');
+    const result = await b.process;
+    t.equal(result.signal, undefined, 'not killed by the signal');
+    t.equal(result.exitCode, 0);
+    t.match(b.output(), 'Received SIGTERM, exiting.');
+    t.equal(existsSync('/dev/hast/test'), false, 'the device is removed');
+  },
+);
 
 t.test('a second daemon with the same pid file is refused with exit 75', async (t) => {
   const layout = await pairLayout(t, 'memsync', 8 * MiB);
