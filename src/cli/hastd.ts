@@ -11,6 +11,7 @@ import { Engine } from '../engine/engine.js';
 import { Pidfile } from '../engine/pidfile.js';
 import { parseCommandArgs } from './args.js';
 import { wantsHelp, type Command } from './command.js';
+import { serveUntilSignalled } from './signals.js';
 
 const USAGE = `usage: carp-hast hastd [-dFh] [-c config] [-n node] [-P pidfile] [--run-dir DIR] [--log-format text|json]
                       [--no-attach]
@@ -66,7 +67,7 @@ export const hastdCommand: Command = {
       await pidfile?.release();
       throw error;
     }
-    const served = serveUntilSignalled(engine, log, async () => loadHastConf(configFile, identity), pidfile);
+    const served = serveEngine(engine, log, async () => loadHastConf(configFile, identity), pidfile);
     // Started by detach(): tell the parent we are up, then cut the channel so it can exit.
     if (process.send !== undefined) {
       process.send('ready');
@@ -77,15 +78,15 @@ export const hastdCommand: Command = {
 };
 
 // Runs the engine until SIGTERM or SIGINT; SIGHUP reloads, keeping the old configuration if the new one fails.
-function serveUntilSignalled(
+function serveEngine(
   engine: Engine,
   log: Logger,
   loadConfig: () => ReturnType<typeof loadHastConf>,
   pidfile: Pidfile | undefined,
 ): Promise<number> {
-  return new Promise((resolveExit) => {
-    let reloading = Promise.resolve();
-    const reload = () => {
+  let reloading = Promise.resolve();
+  return serveUntilSignalled(log, {
+    reload() {
       reloading = reloading.then(async () => {
         log.info('Reloading configuration...');
         try {
@@ -94,37 +95,17 @@ function serveUntilSignalled(
           log.error(`Configuration not reloaded: ${describeError(error)}`);
         }
       });
-    };
-    const stop = (signal: string) => {
-      process.off('SIGHUP', reload);
+    },
+    async stop(signal) {
       log.info(`Received ${signal}, exiting.`);
-      void reloading
-        .then(() => engine.stop())
-        .then(() => pidfile?.release())
-        .then(
-          () => resolveExit(0),
-          (error: unknown) => {
-            log.error(`Unable to stop cleanly: ${describeError(error)}`);
-            resolveExit(EX_OSERR);
-          },
-        );
-    };
-    process.on('SIGHUP', reload);
-    // `on`, never `once`: while a command runs, execa's exit hook (signal-exit) re-raises a signal that no
-    // other listener handles, and a `once` listener is already gone when the hook looks.
-    let stopping = false;
-    const stopOnce = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      stop(signal);
-    };
-    process.on('SIGTERM', () => stopOnce('SIGTERM'));
-    process.on('SIGINT', () => stopOnce('SIGINT'));
+      await reloading;
+      await engine.stop();
+      await pidfile?.release();
+    },
+    failureCode: EX_OSERR,
   });
 }
 
-// Without -F: start ourselves again in the foreground, detached, with JSON logs in the run directory, and
-// return once it reports that it serves, or with its exit status if it failed to start.
 async function detach(args: string[], runDir: string): Promise<number> {
   await mkdir(runDir, { recursive: true, mode: 0o755 });
   const logFile = join(runDir, 'hastd.log');

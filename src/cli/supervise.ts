@@ -5,6 +5,7 @@ import { EX_SOFTWARE, EX_USAGE } from '../common/sysexits.js';
 import { SupervisorDaemon } from '../supervisor/daemon.js';
 import { parseCommandArgs } from './args.js';
 import { wantsHelp, type Command } from './command.js';
+import { serveUntilSignalled } from './signals.js';
 import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
 const USAGE = `usage: carp-hast supervise [-d] [-c config] [--log-format text|json]
@@ -41,39 +42,23 @@ export const superviseCommand: Command = {
     const configFile = values.config === undefined ? undefined : resolve(values.config);
     const config = await loadCheckedSupervisorConf(configFile);
     const daemon = await SupervisorDaemon.start({ config, log });
-    return runUntilSignalled(daemon, log, () => loadCheckedSupervisorConf(configFile));
+    return superviseUntilSignalled(daemon, log, () => loadCheckedSupervisorConf(configFile));
   },
 };
 
-function runUntilSignalled(daemon: SupervisorDaemon, log: Logger, load: typeof loadCheckedSupervisorConf): Promise<number> {
-  return new Promise((resolveExit) => {
-    const reload = () => {
+// Supervises until SIGTERM or SIGINT, which let go of the storage; SIGHUP re-reads the configuration.
+function superviseUntilSignalled(daemon: SupervisorDaemon, log: Logger, load: typeof loadCheckedSupervisorConf): Promise<number> {
+  return serveUntilSignalled(log, {
+    reload() {
       load().then(
         (config) => daemon.reload(config),
         (error: unknown) => log.error(`Configuration not reloaded, keeping the old one: ${describeError(error)}`),
       );
-    };
-    const stop = (signal: string) => {
-      process.off('SIGHUP', reload);
+    },
+    async stop(signal) {
       log.info(`Received ${signal}; letting go of the storage and exiting.`);
-      daemon.stop().then(
-        () => resolveExit(0),
-        (error: unknown) => {
-          log.error(`Unable to stop cleanly: ${describeError(error)}`);
-          resolveExit(EX_SOFTWARE);
-        },
-      );
-    };
-    process.on('SIGHUP', reload);
-    // `on`, never `once`: while a command runs, execa's exit hook (signal-exit) re-raises a signal that no
-    // other listener handles, and a `once` listener is already gone when the hook looks.
-    let stopping = false;
-    const stopOnce = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      stop(signal);
-    };
-    process.on('SIGTERM', () => stopOnce('SIGTERM'));
-    process.on('SIGINT', () => stopOnce('SIGINT'));
+      await daemon.stop();
+    },
+    failureCode: EX_SOFTWARE,
   });
 }
