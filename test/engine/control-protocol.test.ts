@@ -17,41 +17,8 @@ import {
 } from '../../src/engine/control-protocol.js';
 import { encodePacket } from '../../src/engine/hast-proto.js';
 import { Nv } from '../../src/engine/nv.js';
-import type { WorkerStatus } from '../../src/engine/worker-status.js';
+import { primaryReply as primary } from '../fixtures/resource-replies.js';
 
-const primaryWorker: WorkerStatus = {
-  status: 'complete',
-  replication: 'fullsync',
-  dirty: 4194304,
-  extentsize: 2097152,
-  keepdirty: 64,
-  statistics: {
-    reads: 11n,
-    writes: 22n,
-    deletes: 3n,
-    flushes: 4n,
-    activemapUpdates: 5n,
-    readErrors: 6n,
-    writeErrors: 7n,
-    deleteErrors: 8n,
-    flushErrors: 9n,
-  },
-  queues: { local: 1, send: 2, recv: 3, done: 4, idle: 5 },
-};
-
-const primary: ResourceReply = {
-  name: 'shared',
-  role: 'primary',
-  provname: 'shared',
-  localpath: '/dev/ada0p3',
-  remoteaddr: 'tcp4://10.0.0.2:8457',
-  sourceaddr: 'tcp4://10.0.0.1',
-  replication: 'memsync',
-  checksum: 'crc32',
-  compression: 'lzf',
-  workerpid: 4242,
-  worker: primaryWorker,
-};
 
 t.test('a SETROLE request is byte for byte what hastctl sends', async (t) => {
   const request: ControlRequest = { cmd: 'setrole', role: 'primary', resources: ['shared'] };

@@ -2,6 +2,7 @@ import t from 'tap';
 import type { ResourceReply } from '../../src/engine/control-protocol.js';
 import { formatDump, formatList, formatStatus } from '../../src/engine/hastctl-format.js';
 import { layoutForCreate } from '../../src/engine/metadata.js';
+import { primaryReply } from '../fixtures/resource-replies.js';
 
 t.test('formatDump prints hastctl dump for a freshly created 1 GiB file', async (t) => {
   // `hastctl create` on a 1073741824-byte file (512-byte sectors, 2 MiB extents, keepdirty 64): the map
@@ -58,37 +59,7 @@ t.test('formatDump prints 64-bit counters in full', async (t) => {
 });
 
 // A primary with a peer connected, a source address and a worker; as `hastctl status/list` would get it.
-const primary: ResourceReply = {
-  name: 'shared',
-  role: 'primary',
-  provname: 'shared',
-  localpath: '/dev/ada0p3',
-  remoteaddr: 'tcp4://10.0.0.2:8457',
-  sourceaddr: 'tcp4://10.0.0.1',
-  replication: 'fullsync',
-  checksum: 'crc32',
-  compression: 'lzf',
-  workerpid: 4242,
-  worker: {
-    status: 'complete',
-    replication: 'fullsync',
-    dirty: 4194304,
-    extentsize: 2097152,
-    keepdirty: 64,
-    statistics: {
-      reads: 11n,
-      writes: 22n,
-      deletes: 3n,
-      flushes: 4n,
-      activemapUpdates: 5n,
-      readErrors: 6n,
-      writeErrors: 7n,
-      deleteErrors: 8n,
-      flushErrors: 9n,
-    },
-    queues: { local: 1, send: 2, recv: 3, done: 4, idle: 5 },
-  },
-};
+const primary: ResourceReply = { ...primaryReply, replication: 'fullsync' };
 
 // A secondary no primary has connected to yet: no worker, so no status and zero counters.
 const waiting: ResourceReply = {

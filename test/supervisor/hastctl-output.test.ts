@@ -9,39 +9,10 @@ import {
   parseHastctlStatus,
   type HastList,
 } from '../../src/supervisor/hastctl-output.js';
+import { primaryReply } from '../fixtures/resource-replies.js';
 
 // A primary with its peer connected and some traffic behind it.
-const primaryComplete: ResourceReply = {
-  name: 'shared',
-  role: 'primary',
-  provname: 'shared',
-  localpath: '/dev/ada0p3',
-  remoteaddr: 'tcp4://10.0.0.2:8457',
-  sourceaddr: 'tcp4://10.0.0.1',
-  replication: 'memsync',
-  checksum: 'crc32',
-  compression: 'lzf',
-  workerpid: 4242,
-  worker: {
-    status: 'complete',
-    replication: 'fullsync',
-    dirty: 4194304,
-    extentsize: 2097152,
-    keepdirty: 64,
-    statistics: {
-      reads: 11n,
-      writes: 22n,
-      deletes: 3n,
-      flushes: 4n,
-      activemapUpdates: 5n,
-      readErrors: 6n,
-      writeErrors: 7n,
-      deleteErrors: 8n,
-      flushErrors: 9n,
-    },
-    queues: { local: 1, send: 2, recv: 3, done: 4, idle: 5 },
-  },
-};
+const primaryComplete = primaryReply;
 
 // A secondary whose primary went away: a worker, degraded.
 const secondaryDegraded: ResourceReply = {
