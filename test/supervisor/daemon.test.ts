@@ -1,0 +1,49 @@
+import t from 'tap';
+import { join } from 'node:path';
+import { parseSupervisorConf } from '../../src/config/supervisor-conf.js';
+import { sendSupervisorRequest } from '../../src/supervisor/control-socket.js';
+import { SupervisorDaemon } from '../../src/supervisor/daemon.js';
+import { CLI_DIR } from '../fixtures/cli.js';
+import { hastctl, MiB, pairLayout, startDaemon, waitFor } from '../fixtures/engine-pair.js';
+import { memoryLogger } from '../fixtures/memory-log.js';
+
+const CLI = [process.execPath, `${CLI_DIR}main.js`];
+
+t.test('an engine that already runs is adopted, driven through hastctl, and left running at stop', async (t) => {
+  const layout = await pairLayout(t, 'memsync', 8 * MiB);
+  t.equal((await hastctl(layout, 'b', 'create', '-e', '1M', 'test')).exitCode, 0);
+  const engine = await startDaemon(t, layout, 'b');
+  const controlSocket = join(layout.dir, 'sup-b.sock');
+  const config = parseSupervisorConf(
+    `[engine]
+hast_conf = "${layout.conf}"
+node = "b"
+run_dir = "${join(layout.dir, 'run-b')}"
+[carp]
+source = "notify"
+[supervisor]
+control_socket = "${controlSocket}"
+[[resource]]
+name = "test"
+fstype = "none"
+`,
+    join(layout.dir, 'carp-hast.toml'),
+  );
+  const { log, messages } = memoryLogger();
+  const daemon = await SupervisorDaemon.start({ config, log, cli: CLI });
+  t.teardown(() => daemon.stop());
+  t.ok(messages().includes('The engine is already running; supervising it through hastctl without restarting it.'));
+  t.match(daemon.status().engine, { kind: 'builtin', running: true, pid: undefined, restarts: 0 });
+
+  // Nothing reads CARP here (notify, no vip): a carp-hast-switch hint is the wish.
+  const reply = await sendSupervisorRequest(controlSocket, { op: 'switch', role: 'secondary', operator: false, wait: true }, 60_000);
+  t.strictSame(reply, { ok: true, message: 'This node is secondary.' });
+  t.match((await hastctl(layout, 'b', 'status', 'test')).stdout, /^test\t-\s+secondary /m);
+  const status = await sendSupervisorRequest(controlSocket, { op: 'status' }, 10_000);
+  t.match(status.data, { actual: 'secondary', carp: { state: 'unknown' }, transitions: [{ direction: 'demote', outcome: 'done' }] });
+
+  await daemon.stop();
+  await waitFor('the control socket to go', async () => (await sendSupervisorRequest(controlSocket, { op: 'status' }, 1000).catch(() => undefined)) === undefined);
+  t.equal(engine.process.exitCode, null, 'the adopted engine still runs');
+  t.equal((await hastctl(layout, 'b', 'status', 'test')).exitCode, 0);
+});
