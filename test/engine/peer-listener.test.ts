@@ -195,7 +195,7 @@ t.test('fuzzed frames against the listener never stop it serving a real primary'
   const { node, port, dir, path, messages } = await listeningNode(t, { handshakeTimeoutMs: 1000 });
   let frames = 0;
   await fc.assert(
-    fc.asyncProperty(fc.array(opening, { minLength: 4, maxLength: 8 }), async (batch) => {
+    fc.asyncProperty(fc.array(opening, { minLength: 6, maxLength: 8 }), async (batch) => {
       frames += batch.length;
       const socket = connect({ host: '127.0.0.2', port, localAddress: '127.0.0.1' });
       socket.on('error', () => undefined);
