@@ -299,10 +299,10 @@ const truncated = requestFrame.chain((whole) => fc.integer({ min: 1, max: whole.
 
 // A batch of frames for one session: well-framed requests only, the same ending in a cut frame, or anything.
 const batch = fc.oneof(
-  fc.array(requestFrame, { minLength: 20, maxLength: 40 }),
-  fc.tuple(fc.array(requestFrame, { minLength: 20, maxLength: 40 }), truncated).map(([frames, last]) => [...frames, last]),
+  fc.array(requestFrame, { minLength: 25, maxLength: 40 }),
+  fc.tuple(fc.array(requestFrame, { minLength: 25, maxLength: 40 }), truncated).map(([frames, last]) => [...frames, last]),
   fc.array(fc.oneof({ weight: 8, arbitrary: requestFrame }, { weight: 2, arbitrary: nvFrame }, { weight: 1, arbitrary: garbage }), {
-    minLength: 20,
+    minLength: 25,
     maxLength: 40,
   }),
 );
