@@ -134,6 +134,11 @@ export class Activemap {
     return modified;
   }
 
+  // True when the extent waits for the sync cursor (the cursor clears the mark when it moves on).
+  waitsForSync(extent: number): boolean {
+    return isExtentMarked(this.syncmap, extent);
+  }
+
   // Every chunk of an extent handed out by syncOffset has been copied. True when the extent became clean.
   extentComplete(extent: number): boolean {
     this.checkExtent(extent);

@@ -94,7 +94,7 @@ const REPLICATION_MODES: readonly ReplicationMode[] = ['fullsync', 'memsync', 'a
 const CHECKSUMS: readonly ChecksumAlgorithm[] = ['none', 'crc32', 'sha256'];
 const COMPRESSIONS: readonly CompressionAlgorithm[] = ['none', 'hole', 'lzf'];
 const ROLES = Object.keys(ROLE_CODES) as HastRole[];
-const WORKER_STATES: readonly WorkerStatus['status'][] = ['complete', 'degraded'];
+const WORKER_STATES: readonly WorkerStatus['status'][] = ['complete', 'degraded', 'split-brain'];
 
 // True for an entry that carries an error instead of an answer.
 export function isFailure(entry: RoleReply | ResourceReply | ResourceFailure): entry is ResourceFailure {
@@ -184,6 +184,11 @@ function addResourceStatus(nv: Nv, reply: ResourceReply, i: number): void {
   nv.addUint64(`send_queue_size${i}`, BigInt(queues.send));
   nv.addUint64(`recv_queue_size${i}`, BigInt(queues.recv));
   nv.addUint64(`done_queue_size${i}`, BigInt(queues.done));
+  // Our own fields: hastctl(8) ignores them.
+  if (worker.splitBrain !== undefined) {
+    nv.addUint64(`localchanges${i}`, BigInt(worker.splitBrain.local));
+    if (worker.splitBrain.peer !== undefined) nv.addUint64(`peerchanges${i}`, BigInt(worker.splitBrain.peer));
+  }
 }
 
 // Reads the reply to a request of kind `cmd`. Numbers hastd may leave out read as 0, as hastctl's nv_get_*
@@ -235,7 +240,7 @@ function workerStatusAt(nv: Nv, i: number, replication: ReplicationMode): Worker
     if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new ControlProtocolError(`Field '${field}${i}' is too large (${value}).`);
     return Number(value);
   };
-  return {
+  const status: WorkerStatus = {
     status: oneOf(nv, `status${i}`, WORKER_STATES),
     replication,
     dirty: size('dirty'),
@@ -260,6 +265,10 @@ function workerStatusAt(nv: Nv, i: number, replication: ReplicationMode): Worker
       idle: size('idle_queue_size'),
     },
   };
+  if (nv.getUint64(`localchanges${i}`) !== undefined) {
+    status.splitBrain = { local: size('localchanges'), peer: nv.getUint64(`peerchanges${i}`) === undefined ? undefined : size('peerchanges') };
+  }
+  return status;
 }
 
 // `<prefix>0`, `<prefix>1`, ... up to the first one missing, as hastd and hastctl loop over them.

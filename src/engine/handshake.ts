@@ -6,8 +6,10 @@
 //   primary, conn B  -> {resource, token, [virgin], resuid, localcnt, remotecnt}
 //   secondary, conn A -> {datasize, extentsize, localcnt, remotecnt, [virgin], syncsrc, mapsize} + map, or {errmsg}
 
-import { byteLength, joinBytes } from './bytes.js';
-import { HAST_PROTO_VERSION, type Packet } from './hast-proto.js';
+import { describeError } from '../common/errors.js';
+import { byteLength, joinBytes, type Bytes } from './bytes.js';
+import { DEFAULT_PACKET_LIMITS, HAST_PROTO_VERSION, type Packet } from './hast-proto.js';
+import { decodePayload } from './payload-codec.js';
 import { Nv } from './nv.js';
 
 // Bytes of the random token that ties the second connection to the first.
@@ -32,6 +34,8 @@ export interface PrimaryHello extends NodeCounters {
   resuid: bigint;
   // The primary's resuid was 0 and has just been generated: it has never completed a handshake.
   virgin: boolean;
+  // Bytes in the primary's dirty extents, for a split-brain report (our field; hastd sends none).
+  dirty?: number;
 }
 
 // The first message, on conn A. hastd sends it with header version 1 because nothing is negotiated yet.
@@ -99,7 +103,9 @@ export function parseTokenAnswer(nv: Nv, remote: string): TokenAnswer {
 export function helloMessage(resource: string, token: Buffer, hello: PrimaryHello): Nv {
   const nv = new Nv().addString('resource', resource).addUint8Array('token', token);
   if (hello.virgin) nv.addInt8('virgin', 1);
-  return nv.addUint64('resuid', hello.resuid).addUint64('localcnt', hello.localcnt).addUint64('remotecnt', hello.remotecnt);
+  nv.addUint64('resuid', hello.resuid).addUint64('localcnt', hello.localcnt).addUint64('remotecnt', hello.remotecnt);
+  if (hello.dirty !== undefined) nv.addUint64('dirty', BigInt(hello.dirty));
+  return nv;
 }
 
 // The secondary's reading of the second message; absent counters read as 0, as in hastd.
@@ -109,7 +115,13 @@ export function parseHello(nv: Nv): PrimaryHello {
     localcnt: nv.getUint64('localcnt') ?? 0n,
     remotecnt: nv.getUint64('remotecnt') ?? 0n,
     virgin: nv.getInt8('virgin') !== undefined,
+    dirty: safeNumber(nv.getUint64('dirty')),
   };
+}
+
+// The secondary's split-brain refusal, with the bytes this node changed while apart (our field).
+export function splitBrainRefusal(dirty: number): Nv {
+  return refusalMessage(SPLIT_BRAIN_ERRMSG).addUint64('dirty', BigInt(dirty));
 }
 
 // The secondary's decision on a primary's hello (secondary.c init_remote, research §7).
@@ -167,14 +179,17 @@ export function answerMessage(answer: Omit<SecondaryAnswer, 'map'> & { mapsize: 
 // The primary's reading of the secondary's answer.
 export type AnswerResult =
   | { kind: 'accepted'; answer: SecondaryAnswer }
-  | { kind: 'refused'; errmsg: string; splitBrain: boolean }
+  // peerDirty: what the secondary changed while apart, when it says (only with split-brain).
+  | { kind: 'refused'; errmsg: string; splitBrain: boolean; peerDirty: number | undefined }
   | { kind: 'invalid'; reason: string };
 
 // Reads the secondary's answer and checks it against this node's geometry, with hastd's messages.
 export function parseAnswer(packet: Packet, local: { datasize: bigint; extentsize: number }): AnswerResult {
   const { nv } = packet;
   const errmsg = nv.getString('errmsg');
-  if (errmsg !== undefined) return { kind: 'refused', errmsg, splitBrain: errmsg === SPLIT_BRAIN_ERRMSG };
+  if (errmsg !== undefined) {
+    return { kind: 'refused', errmsg, splitBrain: errmsg === SPLIT_BRAIN_ERRMSG, peerDirty: safeNumber(nv.getUint64('dirty')) };
+  }
   const datasize = nv.getInt64('datasize') ?? 0n;
   if (datasize !== local.datasize) {
     return { kind: 'invalid', reason: `Data size differs between nodes (local=${local.datasize}, remote=${datasize}).` };
@@ -184,9 +199,15 @@ export function parseAnswer(packet: Packet, local: { datasize: bigint; extentsiz
     return { kind: 'invalid', reason: `Extent size differs between nodes (local=${local.extentsize}, remote=${extentsize}).` };
   }
   const mapsize = nv.getUint32('mapsize') ?? 0;
-  const map = mapsize > 0 && packet.payload !== undefined ? joinBytes(packet.payload) : undefined;
+  let payload: Bytes | undefined;
+  try {
+    payload = decodePayload(nv, packet.payload, DEFAULT_PACKET_LIMITS.maxPayloadSize);
+  } catch (error) {
+    return { kind: 'invalid', reason: `Unable to receive remote activemap: ${describeError(error)}` };
+  }
+  const map = mapsize > 0 && payload !== undefined ? joinBytes(payload) : undefined;
   if ((map?.length ?? 0) !== mapsize) {
-    const received = packet.payload === undefined ? 0 : byteLength(packet.payload);
+    const received = payload === undefined ? 0 : byteLength(payload);
     return { kind: 'invalid', reason: `Remote activemap has ${received} bytes, not the announced ${mapsize}.` };
   }
   const code = nv.getUint8('syncsrc') ?? 0;
@@ -203,4 +224,9 @@ export function parseAnswer(packet: Packet, local: { datasize: bigint; extentsiz
       map,
     },
   };
+}
+
+// A byte count from the peer, if present and representable; an absurd one is as good as none.
+function safeNumber(value: bigint | undefined): number | undefined {
+  return value === undefined || value > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(value);
 }

@@ -3,7 +3,7 @@
 import { humanizeBytes } from '../common/humanize.js';
 import { isFailure, replicationInForce, type ResourceFailure, type ResourceReply } from './control-protocol.js';
 import type { HastMetadata } from './metadata.js';
-import { emptyStatistics } from './worker-status.js';
+import { emptyStatistics, type SplitBrainChanges } from './worker-status.js';
 
 // `hastctl dump` for one resource (dump_one()), newline-terminated.
 export function formatDump(md: HastMetadata): string {
@@ -26,7 +26,8 @@ export function formatStatus(entries: readonly (ResourceReply | ResourceFailure)
   if (entries.length === 0) return '';
   const lines = entries.map((entry) => {
     if (isFailure(entry)) return `${entry.name}\tERR${entry.error}`;
-    const status = (entry.worker?.status ?? '-').padEnd(9);
+    // hastd pads to 9 columns; split-brain, our longer value, still gets its separating space.
+    const status = `${entry.worker?.status ?? '-'} `.padEnd(9);
     return `${entry.name}\t${status}${entry.role.padEnd(15)}${entry.localpath}\t${entry.remoteaddr}`;
   });
   return ['Name\tStatus\t Role\t\tComponents', ...lines, ''].join('\n');
@@ -56,6 +57,7 @@ function listBlock(reply: ResourceReply): string {
     ...(worker === undefined ? [] : [`  status: ${worker.status}`]),
     ...(reply.workerpid === 0 ? [] : [`  workerpid: ${reply.workerpid}`]),
     `  dirty: ${dirty} (${humanizeBytes(dirty)})`,
+    ...(worker?.splitBrain === undefined ? [] : [splitBrainLine(worker.splitBrain)]),
     '  statistics:',
     `    reads: ${stats.reads}`,
     `    writes: ${stats.writes}`,
@@ -67,4 +69,10 @@ function listBlock(reply: ResourceReply): string {
     '',
   ];
   return lines.join('\n');
+}
+
+// Our addition to the list block: what each node changed while apart, so the admin can choose which to keep.
+function splitBrainLine(changes: SplitBrainChanges): string {
+  const amount = (bytes: number | undefined) => (bytes === undefined ? 'unknown' : `${bytes} (${humanizeBytes(bytes)})`);
+  return `  split-brain: local changes: ${amount(changes.local)}, peer changes: ${amount(changes.peer)}`;
 }

@@ -8,7 +8,8 @@ import type { HastRole } from './metadata.js';
 import type { SecondaryTarget } from './peer-listener.js';
 import { PrimaryWorker, type WorkerContext } from './primary.js';
 import type { SecondaryWorker } from './secondary.js';
-import type { WorkerEvent } from './worker-status.js';
+import { emptyStatistics, type SplitBrainChanges, type WorkerEvent, type WorkerStatus } from './worker-status.js';
+import { humanizeBytes } from '../common/humanize.js';
 
 // What a resource needs from the daemon around it.
 export interface ResourceServices {
@@ -27,6 +28,8 @@ export class ManagedResource implements SecondaryTarget {
   private primary: PrimaryWorker | undefined;
   private deviceExport: DeviceExport | undefined;
   private secondary: SecondaryWorker | undefined;
+  // Set when a handshake found split-brain; cleared by a successful handshake or a role change.
+  private splitBrain: SplitBrainChanges | undefined;
   private log: Logger;
 
   constructor(resource: HastResource, services: ResourceServices) {
@@ -51,6 +54,7 @@ export class ManagedResource implements SecondaryTarget {
     const previous = this.role;
     if (role === previous) return previous;
     this.setRoleField(role);
+    this.splitBrain = undefined;
     this.log.info(`Role changed to ${role}.`);
     await this.stopWorkers();
     if (role === 'primary') await this.startPrimary();
@@ -89,10 +93,14 @@ export class ManagedResource implements SecondaryTarget {
     });
   }
 
-  // What `hastctl status` and `list` show about this resource.
+  // What `hastctl status` and `list` show about this resource. Split-brain outlives the secondary's session
+  // that found it, so that both nodes show it until the admin acts.
   describe(): ResourceReply {
     const worker = this.primary ?? this.secondary;
     const r = this.resource;
+    const running = worker?.status();
+    const status: WorkerStatus | undefined =
+      this.splitBrain === undefined ? running : { ...(running ?? idleStatus(r)), status: 'split-brain', splitBrain: this.splitBrain };
     return {
       name: r.name,
       role: this.role,
@@ -104,13 +112,13 @@ export class ManagedResource implements SecondaryTarget {
       checksum: r.checksum,
       compression: r.compression,
       workerpid: worker === undefined ? 0 : process.pid,
-      ...(worker === undefined ? {} : { worker: worker.status() }),
+      ...(status === undefined ? {} : { worker: status }),
     };
   }
 
   // SecondaryTarget: the logger and hook sink a secondary worker of this resource reports to.
   workerContext(): WorkerContext {
-    return { log: this.log, onEvent: (event) => this.onWorkerEvent(event) };
+    return { log: this.log, onEvent: (event) => this.onWorkerEvent(event), onSplitBrain: (changes) => this.onSplitBrain(changes) };
   }
 
   private async startPrimary(): Promise<void> {
@@ -133,7 +141,21 @@ export class ManagedResource implements SecondaryTarget {
   }
 
   private onWorkerEvent(event: WorkerEvent): void {
+    if (event === 'connect') this.splitBrain = undefined;
     this.services.hooks.run(this.resource.exec, [event, this.resource.name]);
+  }
+
+  // The primary retries the peer every few seconds; the hook and the summary run once per split-brain.
+  private onSplitBrain(changes: SplitBrainChanges): void {
+    const first = this.splitBrain === undefined;
+    this.splitBrain = changes;
+    if (!first) return;
+    const peer = changes.peer === undefined ? 'an unknown amount' : humanizeBytes(changes.peer);
+    this.log.error(
+      `Split-brain: both nodes wrote while apart (this node changed ${humanizeBytes(changes.local)}, the peer ${peer}). ` +
+        `Keep one node's data: on the other, run hastctl role init, hastctl create and hastctl role secondary.`,
+    );
+    this.onWorkerEvent('split-brain');
   }
 
   private async stopWorkers(): Promise<void> {
@@ -150,4 +172,17 @@ export class ManagedResource implements SecondaryTarget {
     this.role = role;
     this.log = this.services.log.child({ resource: this.resource.name, role });
   }
+}
+
+// The status of a resource with no worker running: a secondary that refused its primary.
+function idleStatus(resource: HastResource): WorkerStatus {
+  return {
+    status: 'degraded',
+    replication: resource.replication,
+    dirty: 0,
+    extentsize: 0,
+    keepdirty: 0,
+    statistics: emptyStatistics(),
+    queues: { local: 0, send: 0, recv: 0, done: 0, idle: 0 },
+  };
 }

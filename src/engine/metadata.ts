@@ -27,7 +27,13 @@ export interface HastMetadata {
   localcnt: bigint;
   remotecnt: bigint;
   prevrole: HastRole;
+  // Extents whose only good copy is on the peer: this node's disk failed to write them while the peer took
+  // the data (our field, written only when non-empty; hastd ignores it).
+  peerExtents?: number[];
 }
+
+// At most this many peer-held extents are recorded; past that the local disk counts as gone for writes.
+export const MAX_PEER_EXTENTS = 256;
 
 // Metadata that cannot be used; hastd's worker exits 66 (EX_NOINPUT) on it and `hastctl create` is the cure.
 export class MetadataError extends ExitError {
@@ -48,14 +54,15 @@ export function encodeMetadata(md: HastMetadata): Buffer {
     .addUint64('resuid', md.resuid)
     .addUint64('localcnt', md.localcnt)
     .addUint64('remotecnt', md.remotecnt)
-    .addString('prevrole', md.prevrole)
-    .encode();
+    .addString('prevrole', md.prevrole);
+  if (md.peerExtents !== undefined && md.peerExtents.length > 0) stream.addUint32Array('peerextents', Uint32Array.from(md.peerExtents));
+  const encoded = stream.encode();
   // hastd asserts the same: a zero byte must be left to end the list.
-  if (stream.length >= METADATA_SIZE) {
-    throw new RangeError(`metadata of resource "${md.resource}" takes ${stream.length} of ${METADATA_SIZE} bytes`);
+  if (encoded.length >= METADATA_SIZE) {
+    throw new RangeError(`metadata of resource "${md.resource}" takes ${encoded.length} of ${METADATA_SIZE} bytes`);
   }
   const block = Buffer.alloc(METADATA_SIZE);
-  stream.copy(block);
+  encoded.copy(block);
   return block;
 }
 
@@ -75,7 +82,9 @@ export function decodeMetadata(block: Buffer, where: { path: string; resource: s
   try {
     // hastd reads every field and fails afterwards if any was missing or of another type, `resource`
     // included: a block without it passes the check above but is not accepted either.
+    const peerExtents = nv.getUint32Array('peerextents');
     return {
+      ...(peerExtents === undefined ? {} : { peerExtents: [...peerExtents] }),
       resource: nv.requireString('resource'),
       datasize: nv.requireUint64('datasize'),
       extentsize: nv.requireUint32('extentsize'),

@@ -9,12 +9,16 @@
 //     6. acknowledge as the mode says:  fullsync: local done and the secondary's final reply
 //                                       memsync:  local done and the secondary's `received` reply
 //                                       async:    local done
-//        A failed local write is an error in every mode. A write the secondary missed (disconnected, send
-//        failure, error reply) is acknowledged only once its extents are marked for sync on disk.
+//        A write the secondary missed (disconnected, send failure, error reply) is acknowledged only once its
+//        extents are marked for sync on disk, and a sync pass is asked for if the peer is connected.
+//        A failed local write (or activemap update) is acknowledged only once the secondary has written it
+//        (its final reply, whatever the mode) and only if the secondary's copy of those extents was current;
+//        the extents then become peer-held (PeerHeldExtents): read from the peer and copied back by the sync.
+//        Otherwise it is an error.
 //     7. in the background, once both parts are over: afterWrite (the extent may become clean), free the slot
 //
 // Reads are served locally; a failed local read is retried on the secondary. While this node is out of date
-// (the sync source is the secondary) every read goes to the secondary.
+// (the sync source is the secondary) every read goes to the secondary, and so do reads of peer-held extents.
 
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -23,6 +27,7 @@ import type { ActivemapStore } from './activemap-store.js';
 import { BlockIoError, type BlockDevice } from './block-device.js';
 import { byteLength, type Bytes } from './bytes.js';
 import { isNotSupported, type BlockStore } from './local-component.js';
+import type { PeerHeldExtents } from './peer-held-extents.js';
 import type { RangeLock } from './range-lock.js';
 import type { Peer, RemoteCall, RemoteReply } from './remote-link.js';
 import type { ReplicationCounters } from './replication-counters.js';
@@ -46,6 +51,12 @@ export interface PrimaryIoOptions {
   replication(): ReplicationMode;
   // True while this node is out of date and the secondary is the sync source.
   readsFromPeer(): boolean;
+  // Extents the local disk failed to write while the secondary took them.
+  peerHeld: PeerHeldExtents;
+  // True when the secondary's copy of every extent of the range is current (no sync owed to it).
+  peerCurrent(offset: number, length: number): boolean;
+  // Asks the synchronizer for a pass: extents were marked while the peer is connected.
+  requestSync(): void;
   log: Logger;
 }
 
@@ -72,6 +83,9 @@ export class PrimaryIo implements BlockDevice {
   private readonly peer: Peer;
   private readonly replication: () => ReplicationMode;
   private readonly readsFromPeer: () => boolean;
+  private readonly peerHeld: PeerHeldExtents;
+  private readonly peerCurrent: (offset: number, length: number) => boolean;
+  private readonly requestSync: () => void;
   private readonly log: Logger;
   private readonly slots = new RequestSlots();
   private localInFlight = 0;
@@ -90,6 +104,9 @@ export class PrimaryIo implements BlockDevice {
     this.peer = options.peer;
     this.replication = options.replication;
     this.readsFromPeer = options.readsFromPeer;
+    this.peerHeld = options.peerHeld;
+    this.peerCurrent = options.peerCurrent;
+    this.requestSync = options.requestSync;
     this.log = options.log;
   }
 
@@ -99,7 +116,7 @@ export class PrimaryIo implements BlockDevice {
     this.statistics.reads++;
     const release = await this.admit(what);
     try {
-      if (this.readsFromPeer()) return await this.readRemote(what, offset, length);
+      if (this.readsFromPeer() || this.peerHeld.overlaps(offset, length)) return await this.readRemote(what, offset, length);
       const buffer = Buffer.allocUnsafe(length);
       const localError = await this.runLocal(() => this.component.read(buffer, this.localoff + offset));
       if (localError === undefined) return buffer;
@@ -145,6 +162,11 @@ export class PrimaryIo implements BlockDevice {
     this.slots.close(new BlockIoError('ESHUTDOWN', 'The resource is shutting down.'));
   }
 
+  // True while any application request is admitted and not yet finished on both nodes.
+  get busy(): boolean {
+    return this.slots.inUse > 0;
+  }
+
   // Resolves once every admitted request has finished on both nodes.
   drained(): Promise<void> {
     return this.slots.idle();
@@ -166,24 +188,27 @@ export class PrimaryIo implements BlockDevice {
     const release = await this.admit(what);
     const { offset, length } = change;
     const unlock = await this.locks.lock(offset, length);
-    try {
-      await this.store.beforeWrite(offset, length);
-    } catch (error) {
+    // Judged before this write marks anything: whether the peer's copy could stand in for a failed local one.
+    const peerCurrent = this.peer.connected && this.peerCurrent(offset, length);
+    const mapError = await this.markBeforeWrite(what, change);
+    if (mapError !== undefined && !peerCurrent) {
       unlock();
       release();
-      throw new BlockIoError('EIO', `${what}: unable to update the activemap`, { cause: error });
+      throw new BlockIoError('EIO', `${what}: unable to update the activemap`, { cause: mapError });
     }
     // The secondary applies requests in the order they arrive, so once sent the remote order is settled; the
-    // range stays locked until the local part is done too.
+    // range stays locked until the local part is done too. Without its activemap mark the local disk is left
+    // alone: the peer takes the write, and the extent becomes peer-held.
     const remote = this.peer.send({ ...change, memsync: mode === 'memsync' && change.cmd === HIO.WRITE });
-    const local = this.changeLocally(what, change);
+    const local = mapError === undefined ? this.changeLocally(what, change) : Promise.resolve(mapError);
     void local.then(unlock);
     const remoteAccounted = remote.done.then((reply) => this.accountRemote(change, reply));
-    void this.finish(change, local, remoteAccounted).finally(release);
+    void this.finish(change, local, remoteAccounted, mapError === undefined).finally(release);
 
     const localError = await local;
     if (localError !== undefined) {
-      throw new BlockIoError('EIO', `${what} failed on the local component`, { cause: localError });
+      await this.answerFromPeer(what, change, localError, peerCurrent, remoteAccounted);
+      return;
     }
     try {
       await this.remoteAcknowledgement(mode, remote, remoteAccounted);
@@ -207,22 +232,63 @@ export class PrimaryIo implements BlockDevice {
     }
   }
 
+  // Step 4: the activemap marks the extents on disk; resolves with the error if it could not.
+  private async markBeforeWrite(what: string, change: Change): Promise<Error | undefined> {
+    try {
+      await this.store.beforeWrite(change.offset, change.length);
+      return undefined;
+    } catch (error) {
+      // hastd counts activemap write errors as write errors.
+      if (change.cmd === HIO.WRITE) this.statistics.writeErrors++;
+      else this.statistics.deleteErrors++;
+      this.log.warn(`Unable to update the activemap before ${what}: ${describeError(error)}`);
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
+  // The local part failed: the write stands if the secondary wrote it and its copy was current, so that a
+  // dying local disk does not take the device down (research §8). Otherwise the application gets EIO.
+  private async answerFromPeer(
+    what: string,
+    change: Change,
+    localError: Error,
+    peerCurrent: boolean,
+    remoteAccounted: Promise<RemoteReply>,
+  ): Promise<void> {
+    const failed = new BlockIoError('EIO', `${what} failed on the local component`, { cause: localError });
+    const reply = await remoteAccounted.catch(() => undefined);
+    if (!peerCurrent || reply?.error !== 0) throw failed;
+    const firstFailure = this.peerHeld.size === 0;
+    if (!(await this.peerHeld.add(change.offset, change.length))) throw failed;
+    if (firstFailure) {
+      this.log.error('The local component is failing: the extents it could not write are served by the peer until the sync rewrites them.');
+    }
+    this.requestSync();
+  }
+
   // A write the secondary did not apply must be copied at the next sync, whatever the reason: not connected,
   // lost connection, or an error reply (hastd ignores the last one, defect #9).
   private async accountRemote(change: Change, reply: RemoteReply): Promise<RemoteReply> {
     if (reply.error === 0) return reply;
     await this.store.markNeedSync(change.offset, change.length);
     await this.counters.peerMissedWrite();
+    if (this.peer.connected) this.requestSync();
     return reply;
   }
 
-  // Both parts are over: record a divergence the local side caused, then let the extent become clean.
-  private async finish(change: Change, local: Promise<Error | undefined>, remoteAccounted: Promise<RemoteReply>): Promise<void> {
+  // Both parts are over: record a divergence the local side caused, then let the extent become clean (unless
+  // the activemap could not mark it in the first place).
+  private async finish(change: Change, local: Promise<Error | undefined>, remoteAccounted: Promise<RemoteReply>, marked: boolean): Promise<void> {
     const [localError, remote] = await Promise.all([local, remoteAccounted.catch(() => undefined)]);
     const what = requestName(change.cmd, change.offset, change.length);
     try {
       // The secondary has data this node failed to write: the extents differ until synchronised.
       if (localError !== undefined && remote?.error === 0) await this.store.markNeedSync(change.offset, change.length);
+    } catch (error) {
+      this.log.error(`Unable to mark ${what} for synchronization: ${describeError(error)}`);
+    }
+    if (!marked) return;
+    try {
       await this.store.afterWrite(change.offset, change.length);
     } catch (error) {
       this.log.error(`Unable to update the activemap after ${what}: ${describeError(error)}`);

@@ -4,6 +4,7 @@ import type { Logger } from '../common/log.js';
 import type { ActivemapStore } from './activemap-store.js';
 import type { SyncSource } from './handshake.js';
 import type { BlockStore } from './local-component.js';
+import type { PeerHeldExtents } from './peer-held-extents.js';
 import type { RangeLock } from './range-lock.js';
 import type { Peer } from './remote-link.js';
 import type { ReplicationCounters } from './replication-counters.js';
@@ -21,22 +22,40 @@ export interface SynchronizerOptions {
   counters: ReplicationCounters;
   // Which node holds the good copy, as the secondary decided at the handshake.
   source(): SyncSource | undefined;
+  // Extents the local disk failed to write: copied from the peer whatever source() says.
+  peerHeld: PeerHeldExtents;
   // The nodes hold the same data again: the sync source no longer matters.
   completed(): void;
+  // True while application requests are in flight; the sync then steps back.
+  applicationBusy(): boolean;
   log: Logger;
   onEvent(event: WorkerEvent): void;
+  // Milliseconds between progress lines (default PROGRESS_INTERVAL_MS).
+  progressIntervalMs?: number;
 }
 
-// Copies the extents the activemap marks for synchronisation from the sync source to the other node, one
-// MAXPHYS chunk at a time, after every connect (primary.c sync_thread). Each chunk holds a range lock so that
-// no application write lands between its read and its write. An extent becomes clean when all its chunks were
-// copied; one with a failed chunk stays marked (hastd counts it as synced, defect #15).
+// Chunks in flight while the device is idle (hastd copies one at a time), and while the application is busy.
+export const SYNC_WINDOW = 8;
+export const SYNC_WINDOW_BUSY = 1;
+
+// How often a running sync logs its progress, unless told otherwise.
+export const PROGRESS_INTERVAL_MS = 10_000;
+
+// Copies the extents the activemap marks for synchronisation from the sync source to the other node in
+// MAXPHYS chunks, after every connect (primary.c sync_thread), with several chunks in flight. Each chunk holds
+// a range lock so that no application write lands between its read and its write. An extent becomes clean
+// when all its chunks were copied; one with a failed chunk stays marked (hastd counts it as synced, defect
+// #15).
 export class Synchronizer {
   private readonly options: SynchronizerOptions;
   // Each start() gets a new generation; a run whose generation is over (reconnect, stop) ends at its next step.
   private generation = 0;
   private stopped = false;
   private running: Promise<void> | undefined;
+  // A pass was asked for while one ran: run another when it ends.
+  private again = false;
+  // Chunks being copied to the peer, per extent: the peer's copy of those extents is not current yet.
+  private readonly toPeer = new Map<number, number>();
 
   constructor(options: SynchronizerOptions) {
     this.options = options;
@@ -53,6 +72,23 @@ export class Synchronizer {
     });
   }
 
+  // Runs a pass soon without cutting short one that is running: extents were marked while connected.
+  requestPass(): void {
+    if (this.stopped) return;
+    if (this.running !== undefined) this.again = true;
+    else this.start();
+  }
+
+  // True when an extent of the range has a chunk on its way to the peer, whose copy is therefore not current.
+  copyingToPeer(offset: number, length: number): boolean {
+    if (this.toPeer.size === 0) return false;
+    const { extentsize } = this.options.store.map;
+    for (let extent = Math.floor(offset / extentsize); extent <= Math.floor((offset + length - 1) / extentsize); extent++) {
+      if (this.toPeer.has(extent)) return true;
+    }
+    return false;
+  }
+
   // Ends the pass in progress after its current chunk and starts no new one.
   async stop(): Promise<void> {
     this.stopped = true;
@@ -67,6 +103,10 @@ export class Synchronizer {
   private async run(generation: number): Promise<void> {
     try {
       await this.pass(generation);
+      while (this.again && generation === this.generation) {
+        this.again = false;
+        await this.pass(generation);
+      }
     } catch (error) {
       this.options.log.error(`Synchronization failed: ${describeError(error)}`);
     }
@@ -77,25 +117,32 @@ export class Synchronizer {
     const map = store.map;
     if (!this.current(generation)) return;
     map.syncRewind();
-    const started = Date.now();
-    let synced = 0;
+    const progress = new SyncProgress(log, () => map.dirtyBytes(), this.options.progressIntervalMs ?? PROGRESS_INTERVAL_MS);
+    const extents = new Map<number, ExtentCopy>();
+    const inFlight = new Set<Promise<void>>();
     let announced = false;
-    // Extents with a failed chunk: those the cursor is in, and those it has left (to be marked again).
-    const failing = new Set<number>();
+    // Extents with a failed chunk that the cursor has left: marked again at the end of the pass, so that this
+    // pass does not come back to them.
     const left: number[] = [];
-    for (;;) {
-      if (!this.current(generation)) {
-        await this.markAgain(left);
-        if (announced) {
-          log.info(`Synchronization interrupted after ${formatDuration(Date.now() - started)}. ${humanizeBytes(synced)} synchronized so far.`);
-          onEvent('syncintr');
-        }
+    // Settles an extent once the cursor has left it and its last chunk is back.
+    const settle = async (extent: number, copy: ExtentCopy): Promise<void> => {
+      if (!copy.handedOut || copy.outstanding > 0) return;
+      extents.delete(extent);
+      if (copy.failed) {
+        left.push(extent);
         return;
       }
+      await store.extentSynced(extent);
+      if (copy.fromPeer) await this.options.peerHeld.repaired(extent);
+    };
+    while (this.current(generation)) {
+      while (inFlight.size >= this.window()) await Promise.race(inFlight);
+      if (!this.current(generation)) break;
       const step = map.syncOffset();
       if (step.finishedExtent !== undefined) {
-        if (failing.has(step.finishedExtent)) left.push(step.finishedExtent);
-        else await store.extentSynced(step.finishedExtent);
+        const left = extents.get(step.finishedExtent) ?? { outstanding: 0, failed: false, handedOut: false, fromPeer: false };
+        left.handedOut = true;
+        await settle(step.finishedExtent, left);
       }
       const range = step.range;
       if (range === undefined) break;
@@ -104,34 +151,77 @@ export class Synchronizer {
         onEvent('syncstart');
         announced = true;
       }
-      if (await this.copy(range.offset, range.length)) synced += range.length;
-      else if (this.options.peer.connected) failing.add(Math.floor(range.offset / map.extentsize));
+      const extent = Math.floor(range.offset / map.extentsize);
+      const copy = extents.get(extent) ?? { outstanding: 0, failed: false, handedOut: false, fromPeer: false };
+      extents.set(extent, copy);
+      copy.outstanding++;
+      copy.fromPeer ||= this.fromPeer(range.offset, range.length);
+      const chunk = (async () => {
+        const ok = await this.copy(range.offset, range.length);
+        copy.outstanding--;
+        if (ok) progress.copied(range.length);
+        else copy.failed = true;
+        try {
+          await settle(extent, copy);
+        } catch (error) {
+          log.error(`Unable to record the synchronization of extent ${extent}: ${describeError(error)}`);
+        }
+      })();
+      inFlight.add(chunk);
+      void chunk.then(() => inFlight.delete(chunk));
+    }
+    await Promise.all(inFlight);
+    progress.stop();
+    for (const extent of left) await this.markAgain(extent);
+    const synced = progress.total;
+    if (!this.current(generation)) {
+      // Extents the cursor was still in keep their marks; the next connection starts from the first one.
+      if (announced) {
+        log.info(`Synchronization interrupted after ${formatDuration(progress.elapsed)}. ${humanizeBytes(synced)} synchronized so far.`);
+        onEvent('syncintr');
+      }
+      return;
     }
     if (left.length > 0) {
-      await this.markAgain(left);
       log.error(`Synchronization left ${left.length} extent(s) dirty after errors; they are copied again at the next connection.`);
       return;
     }
     if (!announced) log.info('Nodes are in sync.');
-    if (!this.current(generation)) return;
     if (synced > 0) {
-      const elapsed = Date.now() - started;
-      const rate = Math.round(synced / Math.max(elapsed / 1000, 0.001));
-      log.info(`Synchronization complete. ${humanizeBytes(synced)} synchronized in ${formatDuration(elapsed)} (${humanizeBytes(rate)}/sec).`);
+      const rate = Math.round(synced / Math.max(progress.elapsed / 1000, 0.001));
+      log.info(`Synchronization complete. ${humanizeBytes(synced)} synchronized in ${formatDuration(progress.elapsed)} (${humanizeBytes(rate)}/sec).`);
       onEvent('syncdone');
     }
     await this.options.counters.synchronized();
     this.options.completed();
   }
 
+  // Chunks in flight: several while the device is idle, one while the application has requests in flight,
+  // so that its I/O keeps a fair share of both disks and the link.
+  private window(): number {
+    return this.options.applicationBusy() ? SYNC_WINDOW_BUSY : SYNC_WINDOW;
+  }
+
+  private fromPeer(offset: number, length: number): boolean {
+    return this.options.source() === 'secondary' || this.options.peerHeld.overlaps(offset, length);
+  }
+
   // Copies one chunk from the sync source to the other node; false (after logging why) if it failed.
   private async copy(offset: number, length: number): Promise<boolean> {
     const unlock = await this.options.locks.lock(offset, length);
+    const extent = Math.floor(offset / this.options.store.map.extentsize);
+    const toPeer = !this.fromPeer(offset, length);
+    if (toPeer) this.toPeer.set(extent, (this.toPeer.get(extent) ?? 0) + 1);
     try {
-      const problem = this.options.source() === 'secondary' ? await this.copyFromPeer(offset, length) : await this.copyToPeer(offset, length);
+      const problem = toPeer ? await this.copyToPeer(offset, length) : await this.copyFromPeer(offset, length);
       if (problem !== undefined) this.options.log.error(problem);
       return problem === undefined;
     } finally {
+      if (toPeer) {
+        const count = (this.toPeer.get(extent) ?? 1) - 1;
+        if (count === 0) this.toPeer.delete(extent);
+        else this.toPeer.set(extent, count);
+      }
       unlock();
     }
   }
@@ -162,16 +252,57 @@ export class Synchronizer {
     }
   }
 
-  // The cursor cleared these extents' sync marks when it left them, but a chunk of each failed: mark them
-  // again, and give back the chunk count their pass would have returned.
-  private async markAgain(extents: number[]): Promise<void> {
+  // The cursor cleared this extent's sync mark when it left it, but a chunk failed: mark it again, and give
+  // back the chunk count its pass would have returned.
+  private async markAgain(extent: number): Promise<void> {
     const { store } = this.options;
     const { extentsize, datasize } = store.map;
-    for (const extent of extents) {
-      const offset = extent * extentsize;
-      await store.markNeedSync(offset, Math.min(extentsize, datasize - offset));
-      await store.extentSynced(extent);
-    }
+    const offset = extent * extentsize;
+    await store.markNeedSync(offset, Math.min(extentsize, datasize - offset));
+    await store.extentSynced(extent);
+  }
+}
+
+// The chunks of one extent a pass has handed out, and how they went.
+interface ExtentCopy {
+  outstanding: number;
+  failed: boolean;
+  // The cursor has moved past the extent's last chunk.
+  handedOut: boolean;
+  // Its data came from the peer (this node was out of date, or its disk had failed there).
+  fromPeer: boolean;
+}
+
+// Bytes copied in one pass, and a log line with the rate every PROGRESS_INTERVAL_MS while it runs.
+class SyncProgress {
+  total = 0;
+  private readonly started = Date.now();
+  private readonly timer: NodeJS.Timeout;
+  private sinceLast = 0;
+  private last = Date.now();
+
+  constructor(log: Logger, toGo: () => number, intervalMs: number) {
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      const rate = Math.round(this.sinceLast / Math.max((now - this.last) / 1000, 0.001));
+      log.info(`Synchronization in progress: ${humanizeBytes(toGo())} to go, ${humanizeBytes(rate)}/sec.`);
+      this.sinceLast = 0;
+      this.last = now;
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  get elapsed(): number {
+    return Date.now() - this.started;
+  }
+
+  copied(bytes: number): void {
+    this.total += bytes;
+    this.sinceLast += bytes;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }
 

@@ -6,18 +6,21 @@ import { ActivemapStore } from './activemap-store.js';
 import type { BlockDevice } from './block-device.js';
 import type { SecondaryAnswer, SyncSource } from './handshake.js';
 import { METADATA_SIZE, MetadataError } from './metadata.js';
+import { PeerHeldExtents } from './peer-held-extents.js';
 import { PrimaryIo } from './primary-io.js';
 import { Synchronizer } from './primary-sync.js';
 import { RangeLock } from './range-lock.js';
 import { ABSENT_PEER, RemoteLink } from './remote-link.js';
 import { ReplicationCounters } from './replication-counters.js';
 import { ResourceComponent, type OpenComponent } from './resource-component.js';
-import type { WorkerEvent, WorkerStatus } from './worker-status.js';
+import type { SplitBrainChanges, WorkerEvent, WorkerStatus } from './worker-status.js';
 
 // What a worker needs from the daemon: a logger bound to its resource and role, and where its hook events go.
 export interface WorkerContext {
   log: Logger;
   onEvent(event: WorkerEvent): void;
+  // A handshake found split-brain; the daemon shows it in status and runs the `split-brain` hook.
+  onSplitBrain(changes: SplitBrainChanges): void;
 }
 
 // Optional settings of a primary worker; the defaults are hastd's.
@@ -28,6 +31,8 @@ export interface PrimaryOptions {
   keepaliveMs?: number;
   // Pause between attempts to reach the secondary.
   reconnectMs?: number;
+  // Time between a running sync's progress lines.
+  syncProgressMs?: number;
 }
 
 // One resource in the primary role: the local component, its activemap and counters, the link to the
@@ -42,6 +47,7 @@ export class PrimaryWorker {
   private readonly map: Activemap;
   private readonly store: ActivemapStore;
   private readonly counters: ReplicationCounters;
+  private readonly peerHeld: PeerHeldExtents;
   private readonly io: PrimaryIo;
   private readonly link: RemoteLink | undefined;
   private readonly sync: Synchronizer;
@@ -62,6 +68,7 @@ export class PrimaryWorker {
     this.component = component;
     this.map = map;
     this.counters = counters;
+    this.peerHeld = new PeerHeldExtents(component, map.extentsize, ctx.log);
     this.store = new ActivemapStore(map, component.store, { mapOffset: METADATA_SIZE, metaflush: resource.metaflush });
     const locks = new RangeLock();
     this.link =
@@ -73,9 +80,10 @@ export class PrimaryWorker {
             log: ctx.log,
             onEvent: ctx.onEvent,
             handlers: {
-              hello: () => this.counters.hello(),
+              hello: async () => ({ ...(await this.counters.hello()), dirty: this.map.dirtyBytes() }),
               accept: (answer) => this.acceptSecondary(answer),
               connected: () => this.sync.start(),
+              splitBrain: (peer) => ctx.onSplitBrain({ local: this.map.dirtyBytes(), peer }),
             },
             keepaliveMs: options.keepaliveMs,
             reconnectMs: options.reconnectMs,
@@ -92,6 +100,9 @@ export class PrimaryWorker {
       peer,
       replication: () => this.replication,
       readsFromPeer: () => this.syncSource === 'secondary',
+      peerHeld: this.peerHeld,
+      peerCurrent: (offset, length) => this.peerCurrent(offset, length),
+      requestSync: () => this.sync.requestPass(),
       log: ctx.log,
     });
     this.device = this.io;
@@ -103,7 +114,10 @@ export class PrimaryWorker {
       peer,
       counters,
       source: () => this.syncSource,
+      peerHeld: this.peerHeld,
       completed: () => (this.syncSource = undefined),
+      applicationBusy: () => this.io.busy,
+      progressIntervalMs: options.syncProgressMs,
       log: ctx.log,
       onEvent: ctx.onEvent,
     });
@@ -117,6 +131,10 @@ export class PrimaryWorker {
     try {
       const map = activemapFor(component);
       map.loadOndisk(await component.readActivemap(map.ondiskSize));
+      // A previous run's peer-held extents must come back from the peer, even if their map marks were lost.
+      for (const extent of component.metadata.peerExtents ?? []) {
+        if (extent * map.extentsize < map.datasize) map.needSync(extent * map.extentsize, Math.min(map.extentsize, map.datasize - extent * map.extentsize));
+      }
       const counters = new ReplicationCounters(component, ctx.log);
       await counters.start();
       const worker = new PrimaryWorker(resource, ctx, component, map, counters, options);
@@ -133,10 +151,11 @@ export class PrimaryWorker {
     return this.link?.replication ?? this.resource.replication;
   }
 
-  // What hastctl status and list show for this resource.
+  // What hastctl status and list show for this resource: degraded also while the local disk has failed
+  // writes that only the peer holds.
   status(): WorkerStatus {
     return {
-      status: this.link?.connected ? 'complete' : 'degraded',
+      status: this.link?.connected && this.peerHeld.size === 0 ? 'complete' : 'degraded',
       replication: this.replication,
       dirty: this.map.dirtyBytes(),
       extentsize: this.map.extentsize,
@@ -164,6 +183,17 @@ export class PrimaryWorker {
       this.log.error(`Unable to write the activemap at shutdown: ${describeError(error)}`);
     }
     await this.component.close();
+  }
+
+  // Whether the secondary's copy of the range is current: no sync owed to it there, except for extents it
+  // holds because this node failed to write them.
+  private peerCurrent(offset: number, length: number): boolean {
+    const { first, last } = this.map.extentRange(offset, length);
+    for (let extent = first; extent <= last; extent++) {
+      if (this.peerHeld.overlaps(extent * this.map.extentsize, 1)) continue;
+      if (this.map.waitsForSync(extent) || this.sync.copyingToPeer(extent * this.map.extentsize, 1)) return false;
+    }
+    return true;
   }
 
   // The secondary accepted the handshake: learn its counters and merge its dirty extents into ours, on disk

@@ -15,6 +15,7 @@ import {
   type PrimaryHello,
   type SecondaryAnswer,
 } from './handshake.js';
+import { encodePayload } from './payload-codec.js';
 import { ERRNO, HIO, WIRE_PACKET_LIMITS, connectionFailure, errnoText, keepaliveNv, parseReply, requestName, requestNv, type WireRequest } from './wire.js';
 import type { WorkerEvent } from './worker-status.js';
 
@@ -67,6 +68,8 @@ export interface HandshakeHandlers {
   accept(answer: SecondaryAnswer): Promise<void>;
   // Requests may flow now (the worker starts synchronising).
   connected(): void;
+  // The secondary refused: both nodes wrote while apart. `peerDirty` is what it changed, when it says.
+  splitBrain(peerDirty: number | undefined): void;
 }
 
 // Everything a RemoteLink needs.
@@ -143,7 +146,9 @@ export class RemoteLink implements Peer {
     const call = new PendingCall(what, request.cmd, request.length, memsync);
     if (session.pending.size === 0) session.lastProgress = Date.now();
     session.pending.set(seq, call);
-    this.transmit(session, requestNv({ ...request, seq, memsync }), request.data, what);
+    const nv = requestNv({ ...request, seq, memsync });
+    const payload = request.data === undefined ? undefined : encodePayload(nv, request.data, this.resource);
+    this.transmit(session, nv, payload, what);
     return call;
   }
 
@@ -208,7 +213,7 @@ export class RemoteLink implements Peer {
       replies.send(helloMessage(this.resource.name, first.token, await this.handlers.hello()), undefined, first.version);
       const second = parseAnswer(await this.receiveHandshake(requests), this.geometry);
       if (second.kind === 'refused') {
-        if (second.splitBrain) this.onEvent('split-brain');
+        if (second.splitBrain) this.handlers.splitBrain(second.peerDirty);
         return this.refused(second.errmsg, 'failed');
       }
       if (second.kind === 'invalid') return this.refused(second.reason, 'failed');

@@ -2,10 +2,12 @@ import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { HastResource } from '../config/hast-conf.js';
 import type { PacketConnection } from './hast-proto.js';
-import { answerMessage, decideSync, parseHello, refusalMessage, type SyncDecision } from './handshake.js';
+import { isExtentMarked } from './activemap.js';
+import { answerMessage, decideSync, parseHello, refusalMessage, splitBrainRefusal, type SyncDecision } from './handshake.js';
 import { isNotSupported } from './local-component.js';
 import { METADATA_SIZE, ondiskMapSize } from './metadata.js';
 import type { Nv } from './nv.js';
+import { encodePayload } from './payload-codec.js';
 import type { WorkerContext } from './primary.js';
 import { HAST_KEEPALIVE_MS } from './remote-link.js';
 import { RangeLock } from './range-lock.js';
@@ -44,7 +46,7 @@ export class SecondaryWorker {
   private readonly resource: HastResource;
   private readonly session: SecondarySession;
   private readonly log: Logger;
-  private readonly onEvent: WorkerContext['onEvent'];
+  private readonly ctx: WorkerContext;
   private readonly statistics: WorkerStatistics = emptyStatistics();
   private readonly slots = new RequestSlots();
   private component: ResourceComponent | undefined;
@@ -62,7 +64,7 @@ export class SecondaryWorker {
     this.resource = resource;
     this.session = session;
     this.log = ctx.log;
-    this.onEvent = ctx.onEvent;
+    this.ctx = ctx;
     this.done = this.run(openComponent);
   }
 
@@ -104,7 +106,7 @@ export class SecondaryWorker {
     try {
       if (await this.answerHandshake(this.component)) {
         this.running = true;
-        this.onEvent('connect');
+        this.ctx.onEvent('connect');
         await this.serve(this.component);
       }
     } catch (error) {
@@ -117,18 +119,25 @@ export class SecondaryWorker {
     }
     if (this.failure !== undefined && !this.stopped) {
       this.log.error(this.failure);
-      this.onEvent('disconnect');
+      this.ctx.onEvent('disconnect');
     }
   }
 
   // Decides how the nodes synchronise and answers on the request connection; false if the primary was refused.
   private async answerHandshake(component: ResourceComponent): Promise<boolean> {
     const metadata = component.metadata;
-    const decision = decideSync(metadata, parseHello(this.session.hello));
+    const hello = parseHello(this.session.hello);
+    const decision = decideSync(metadata, hello);
+    if (decision.kind === 'refuse' && decision.splitBrain) {
+      this.log.error('Split-brain detected, exiting.');
+      const changed = await this.changedBytes(component);
+      this.sendFinal(splitBrainRefusal(changed));
+      this.ctx.onSplitBrain({ local: changed, peer: hello.dirty });
+      return false;
+    }
     if (decision.kind === 'refuse') {
-      this.log.error(decision.splitBrain ? 'Split-brain detected, exiting.' : decision.errmsg);
+      this.log.error(decision.errmsg);
       this.sendFinal(refusalMessage(decision.errmsg));
-      if (decision.splitBrain) this.onEvent('split-brain');
       return false;
     }
     if (decision.kind === 'adopt') await component.update({ resuid: decision.resuid, prevrole: 'secondary' });
@@ -143,7 +152,8 @@ export class SecondaryWorker {
       syncsrc: decision.kind === 'sync' ? decision.syncsrc : 'primary',
       mapsize: map?.length ?? 0,
     });
-    this.session.inbound.send(answer, map, this.session.version);
+    // hastd sends the map through the configured compression and checksum, as any payload.
+    this.session.inbound.send(answer, map === undefined ? undefined : encodePayload(answer, map, this.resource), this.session.version);
     return true;
   }
 
@@ -154,7 +164,29 @@ export class SecondaryWorker {
     const { extentsize } = component.metadata;
     const size = ondiskMapSize(BigInt(component.store.mediasize - METADATA_SIZE), extentsize, component.store.sectorsize);
     if (decision.map === 'full') return Buffer.alloc(size, 0xff);
-    return component.readActivemap(size);
+    const map = await component.readActivemap(size);
+    // Extents this node failed to write while it was primary: the new primary must copy them here.
+    for (const extent of component.metadata.peerExtents ?? []) {
+      const byte = extent >> 3;
+      if (byte < map.length) map[byte] = (map[byte] ?? 0) | (1 << (extent & 7));
+    }
+    return map;
+  }
+
+  // Bytes in the extents this node's on-disk activemap marks: what it changed while the nodes were apart.
+  private async changedBytes(component: ResourceComponent): Promise<number> {
+    const { extentsize, datasize } = component.metadata;
+    const size = ondiskMapSize(BigInt(component.store.mediasize - METADATA_SIZE), extentsize, component.store.sectorsize);
+    try {
+      const image = await component.readActivemap(size);
+      const extents = Math.ceil(Number(datasize) / extentsize);
+      let marked = 0;
+      for (let extent = 0; extent < extents; extent++) if (isExtentMarked(image, extent)) marked++;
+      return marked * extentsize;
+    } catch (error) {
+      this.log.warn(`Unable to read the activemap for the split-brain report: ${describeError(error)}`);
+      return 0;
+    }
   }
 
   // Reads requests until a connection fails or the session is stopped; disk work runs behind.
@@ -261,6 +293,7 @@ export class SecondaryWorker {
     const size = ondiskMapSize(BigInt(component.store.mediasize - METADATA_SIZE), component.metadata.extentsize, component.store.sectorsize);
     try {
       await component.store.write(Buffer.alloc(size), METADATA_SIZE);
+      if ((component.metadata.peerExtents ?? []).length > 0) await component.update({ peerExtents: [] });
     } catch (error) {
       this.log.warn(`Unable to store cleared activemap: ${describeError(error)}`);
       // hastd tries again with the next request.
@@ -270,7 +303,8 @@ export class SecondaryWorker {
 
   private reply(nv: Nv, data?: Buffer): void {
     try {
-      this.session.outbound.send(nv, data, this.session.version);
+      const payload = data === undefined ? undefined : encodePayload(nv, data, this.resource);
+      this.session.outbound.send(nv, payload, this.session.version);
     } catch (error) {
       this.end(`Unable to send reply: ${connectionFailure(error)}`);
     }

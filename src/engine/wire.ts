@@ -6,8 +6,8 @@ import { MAXPHYS } from './activemap.js';
 import { byteLength, joinBytes, type Bytes } from './bytes.js';
 import type { BlockErrorCode } from './block-device.js';
 import type { Packet, PacketLimits } from './hast-proto.js';
-import { ProtocolError } from './hast-proto.js';
 import { Nv } from './nv.js';
+import { decodePayload } from './payload-codec.js';
 
 // Requests and replies carry a small nv header and at most one MAXPHYS of data; nothing bigger is buffered
 // for a peer once its connection is established (the handshake's activemap excepted).
@@ -162,14 +162,16 @@ export interface WireReply {
   data: Buffer | undefined;
 }
 
-// Reads a reply packet.
+// Reads a reply packet; a READ reply's data is verified and decompressed as its fields say (ProtocolError if
+// that fails).
 export function parseReply(packet: Packet): WireReply {
   const { nv } = packet;
+  const data = decodePayload(nv, packet.payload, MAXPHYS);
   return {
     seq: nv.getUint64('seq') ?? 0n,
     received: nv.getInt8('received') !== undefined,
     error: nv.getInt16('error') ?? 0,
-    data: joinPayload(plainPayload(packet)),
+    data: data === undefined ? undefined : joinBytes(data),
   };
 }
 
@@ -187,9 +189,10 @@ export type ParsedRequest =
   | { kind: 'valid'; cmd: HioCommand; seq: bigint; offset: number; length: number; memsync: boolean; data: Bytes | undefined };
 
 // requnpack(): the checks hastd's secondary makes, in its order and with its messages, plus one it leaves to
-// chance: a WRITE must carry exactly `length` bytes.
+// chance: a WRITE must carry exactly `length` bytes. A payload that fails its checksum or does not decompress
+// throws ProtocolError: the connection cannot be trusted.
 export function parseRequest(packet: Packet, limits: RequestLimits): ParsedRequest {
-  const payload = plainPayload(packet);
+  const payload = decodePayload(packet.nv, packet.payload, MAXPHYS);
   const { nv } = packet;
   const cmd = nv.getUint8('cmd') ?? 0;
   const seq = nv.getUint64('seq') ?? 0n;
@@ -217,18 +220,4 @@ export function parseRequest(packet: Packet, limits: RequestLimits): ParsedReque
     if (BigInt(size) !== length) return invalid(`Data size ${size} differs from the request length ${length}.`);
   }
   return { kind: 'valid', cmd, seq, offset: Number(offset), length: Number(length), memsync, data };
-}
-
-// The payload as sent. hastd can compress payloads and add checksums; this engine sends neither and refuses
-// any packet that uses them (ProtocolError) rather than take compressed bytes for data.
-function plainPayload(packet: Packet): Bytes | undefined {
-  for (const field of ['compression', 'checksum']) {
-    const value = packet.nv.getString(field);
-    if (value !== undefined) throw new ProtocolError(`Packet uses ${field} '${value}', which this engine does not support.`);
-  }
-  return packet.payload;
-}
-
-function joinPayload(payload: Bytes | undefined): Buffer | undefined {
-  return payload === undefined ? undefined : joinBytes(payload);
 }

@@ -22,10 +22,18 @@ export interface WorkerQueues {
   idle: number;
 }
 
+// What each node changed since the two parted, when a handshake found split-brain: bytes of the extents
+// marked in its activemap. `peer` is undefined when the peer did not say (hastd does not).
+export interface SplitBrainChanges {
+  local: number;
+  peer: number | undefined;
+}
+
 // What a running primary or secondary worker reports to `hastctl status` and `list`.
 export interface WorkerStatus {
-  // complete: both connections to the peer are up (even while synchronising); degraded otherwise.
-  status: 'complete' | 'degraded';
+  // complete: both connections to the peer are up (even while synchronising); degraded otherwise;
+  // split-brain: the last handshake was refused because both nodes wrote while apart (this engine only).
+  status: 'complete' | 'degraded' | 'split-brain';
   // The mode in force (hastd shows the negotiated one).
   replication: ReplicationMode;
   // Bytes in extents dirty in memory; 0 on a secondary.
@@ -34,6 +42,8 @@ export interface WorkerStatus {
   keepdirty: number;
   statistics: WorkerStatistics;
   queues: WorkerQueues;
+  // Set with status split-brain.
+  splitBrain?: SplitBrainChanges;
 }
 
 // Events a worker reports; the daemon runs the `exec` hook with them (hast.conf(5) lists the arguments).

@@ -10,9 +10,12 @@ import {
   parseOpening,
   parseTokenAnswer,
   refusalMessage,
+  splitBrainRefusal,
   tokenMessage,
 } from '../../src/engine/handshake.js';
+import { joinBytes } from '../../src/engine/bytes.js';
 import { Nv } from '../../src/engine/nv.js';
+import { encodePayload } from '../../src/engine/payload-codec.js';
 
 const TOKEN = Buffer.alloc(16, 0xab);
 
@@ -113,9 +116,34 @@ t.test('the answer round-trips and is checked against this node', async (t) => {
     errmsg: SPLIT_BRAIN_ERRMSG,
     splitBrain: true,
   });
+  t.same(parseAnswer({ version: 2, nv: splitBrainRefusal(3 * 1024 * 1024), payload: undefined }, local), {
+    kind: 'refused',
+    errmsg: SPLIT_BRAIN_ERRMSG,
+    splitBrain: true,
+    peerDirty: 3 * 1024 * 1024,
+  });
   t.same(parseAnswer({ version: 2, nv: refusalMessage('Resource unique ID mismatch (primary=1, secondary=2).'), payload: undefined }, local), {
     kind: 'refused',
     errmsg: 'Resource unique ID mismatch (primary=1, secondary=2).',
     splitBrain: false,
   });
+});
+
+t.test('an activemap sent with compression and a checksum, as hastd sends it, is decoded', async (t) => {
+  const local = { datasize: 1000n, extentsize: 4096 };
+  const answer = () => answerMessage({ datasize: 1000n, extentsize: 4096, localcnt: 0n, remotecnt: 0n, virgin: false, syncsrc: 'primary', mapsize: 512 });
+  const clean = answer();
+  const sent = encodePayload(clean, Buffer.alloc(512), { checksum: 'crc32', compression: 'hole' });
+  t.equal(clean.getString('compression'), 'hole');
+  t.match(parseAnswer({ version: 2, nv: clean, payload: sent }, local), { kind: 'accepted', answer: { map: Buffer.alloc(512) } });
+  const corrupt = answer();
+  const bytes = Buffer.from(joinBytes(encodePayload(corrupt, Buffer.alloc(512, 0x0f), { checksum: 'sha256', compression: 'none' })));
+  bytes.writeUInt8(bytes.readUInt8(7) ^ 1, 7);
+  t.same(parseAnswer({ version: 2, nv: corrupt, payload: bytes }, local), { kind: 'invalid', reason: 'Unable to receive remote activemap: Hash mismatch.' });
+});
+
+t.test("the hello carries the primary's dirty bytes for a split-brain report", async (t) => {
+  const nv = helloMessage('r0', Buffer.alloc(16), { resuid: 5n, localcnt: 2n, remotecnt: 1n, virgin: false, dirty: 65536 });
+  t.same(parseHello(nv), { resuid: 5n, localcnt: 2n, remotecnt: 1n, virgin: false, dirty: 65536 });
+  t.equal(parseHello(helloMessage('r0', Buffer.alloc(16), { resuid: 5n, localcnt: 2n, remotecnt: 1n, virgin: false })).dirty, undefined);
 });

@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { LocalComponent } from '../../src/engine/local-component.js';
 import { encodeMetadata } from '../../src/engine/metadata.js';
 import { PrimaryWorker, type PrimaryOptions } from '../../src/engine/primary.js';
-import { formatDuration } from '../../src/engine/primary-sync.js';
+import { SYNC_WINDOW, formatDuration } from '../../src/engine/primary-sync.js';
 import type { OpenComponent } from '../../src/engine/resource-component.js';
 import { FaultyStore } from '../fixtures/faulty-store.js';
 import {
@@ -81,6 +81,21 @@ t.test('an interrupted sync is reported and resumed at the next connection', asy
   await primary.stop();
   await node.stop();
   t.equal(Buffer.compare(await dataOf(primaryPath), await dataOf(secondaryPath)), 0, 'identical');
+});
+
+t.test('several chunks are in flight, and a running sync logs its progress with a rate', async (t) => {
+  const secondary = faultyOpener();
+  const { node, context, primary } = await fullSyncPair(t, { secondary: secondary.open, primary: { syncProgressMs: 50 } });
+  await waitFor('the session', () => node.worker !== undefined && secondary.disk() !== undefined);
+  const release = secondary.disk()!.holdWrites();
+  await waitFor('the window to fill', () => (node.worker?.status().statistics.writes ?? 0n) >= BigInt(SYNC_WINDOW));
+  await waitFor('a progress line', () => context.messages().some((m) => m.startsWith('Synchronization in progress:')));
+  t.equal(node.worker!.status().statistics.writes, BigInt(SYNC_WINDOW), `no more than ${SYNC_WINDOW} chunks in flight`);
+  t.ok(context.messages().includes('Synchronization in progress: 4.0MB to go, 0B/sec.'), 'nothing copied while the secondary holds the writes');
+  release();
+  await waitFor('the sync', () => context.events.includes('syncdone'));
+  t.ok(context.messages().some((m) => /^Synchronization in progress: [0-9.]+[KM]?B to go, [0-9.]+[KM]?B\/sec\.$/.test(m)));
+  t.equal(primary.status().dirty, 0);
 });
 
 t.test('a chunk that cannot be read stays dirty', async (t) => {

@@ -190,7 +190,7 @@ t.test('a write the secondary fails is recorded for sync and repaired at the nex
   t.equal(Buffer.compare(await dataOf(primaryPath), await dataOf(secondaryPath)), 0, 'identical after the resync');
 });
 
-t.test('a failed local write with the peer connected is an error in every mode, and the nodes are resynced', async (t) => {
+t.test('a failed local write the secondary took stands in every mode: read from the peer, copied back by the sync', async (t) => {
   for (const mode of ['fullsync', 'memsync', 'async'] as const) {
     let disk: FaultyStore | undefined;
     const pair = await startPair(t, {
@@ -199,13 +199,51 @@ t.test('a failed local write with the peer connected is an error in every mode, 
     });
     const localoff = Number((await metadataOf(pair.primaryPath)).localoff);
     disk!.failWritesAt(localoff + 5 * EXTENT);
-    await t.rejects(pair.primary.device.write(5 * EXTENT, pattern(4 * KiB, 1)), new BlockIoError('EIO', `WRITE(${5 * EXTENT}, 4096) failed on the local component`), mode);
-    await waitFor('the mark', () => pair.primary.status().dirty === EXTENT);
+    await pair.primary.device.write(5 * EXTENT, pattern(4 * KiB, 1));
+    t.equal(pair.primary.status().statistics.writeErrors, 1n, `${mode}: counted`);
+    t.equal(pair.primary.status().status, 'degraded', `${mode}: degraded while the peer holds the only good copy`);
+    t.same(await pair.primary.device.read(5 * EXTENT, 4 * KiB), pattern(4 * KiB, 1), `${mode}: read from the peer`);
+    t.same((await metadataOf(pair.primaryPath)).peerExtents, [5], `${mode}: recorded in the metadata`);
+    t.ok(pair.primaryContext.messages().includes('The local component is failing: the extents it could not write are served by the peer until the sync rewrites them.'));
+    // The sync it asked for cannot write the extent back while the disk fails; once healed, the next one does.
+    await waitFor('the failed sync', () => pair.primaryContext.messages().some((m) => m.startsWith('Synchronization left 1 extent(s) dirty')));
     disk!.heal();
     await pair.secondary.stopSecondary();
-    await waitFor('the resync', () => pair.primaryContext.messages().some((m) => m.startsWith('Synchronization complete.')));
-    await assertIdentical(t, pair, `${mode}: the secondary's copy was replaced by the primary's`);
+    await waitFor('the repair', () => pair.primary.status().status === 'complete' && pair.primary.status().dirty === 0);
+    t.same((await metadataOf(pair.primaryPath)).peerExtents, undefined, `${mode}: repaired`);
+    await assertIdentical(t, pair, `${mode}: the primary's copy was rewritten from the secondary's`);
+    t.same((await dataOf(pair.primaryPath)).subarray(5 * EXTENT, 5 * EXTENT + 4 * KiB), pattern(4 * KiB, 1), `${mode}: the acknowledged write is there`);
   }
+});
+
+t.test('a failed local write is an error when the secondary is away', async (t) => {
+  let disk: FaultyStore | undefined;
+  const pair = await startPair(t, { primary: { openComponent: async (file) => (disk = new FaultyStore(await LocalComponent.open(file))) } });
+  const localoff = Number((await metadataOf(pair.primaryPath)).localoff);
+  const secondary = pair.secondary.worker!;
+  // The secondary misses a write to extent 6, so its copy of extent 6 is out of date until the next sync.
+  await pair.secondary.stopSecondary();
+  await secondary.done;
+  await pair.primary.device.write(6 * EXTENT, pattern(4 * KiB, 2));
+  disk!.failWritesAt(localoff + 6 * EXTENT + 8 * KiB);
+  await t.rejects(pair.primary.device.write(6 * EXTENT + 8 * KiB, pattern(4 * KiB, 3)), new BlockIoError('EIO', `WRITE(${6 * EXTENT + 8 * KiB}, 4096) failed on the local component`));
+  t.same((await metadataOf(pair.primaryPath)).peerExtents, undefined, 'nothing is peer-held');
+});
+
+t.test('a component that disappears leaves the resource running from the peer, degraded', async (t) => {
+  let disk: FaultyStore | undefined;
+  const pair = await startPair(t, { primary: { openComponent: async (file) => (disk = new FaultyStore(await LocalComponent.open(file))) } });
+  await pair.primary.device.write(0, pattern(8 * KiB, 1));
+  disk!.vanish();
+  for (let extent = 10; extent < 14; extent++) await pair.primary.device.write(extent * EXTENT, pattern(4 * KiB, extent));
+  t.same(await pair.primary.device.read(0, 8 * KiB), pattern(8 * KiB, 1), 'old data is read from the peer');
+  t.same(await pair.primary.device.read(12 * EXTENT, 4 * KiB), pattern(4 * KiB, 12), 'new data is read from the peer');
+  const status = pair.primary.status();
+  t.equal(status.status, 'degraded');
+  t.ok(status.statistics.writeErrors >= 4n && status.statistics.readErrors >= 1n, `errors counted: ${JSON.stringify(status.statistics, (_, v: unknown) => (typeof v === 'bigint' ? Number(v) : v))}`);
+  await pair.primary.device.flush().catch(() => undefined);
+  await pair.secondary.stop();
+  t.same((await dataOf(pair.secondaryPath)).subarray(13 * EXTENT, 13 * EXTENT + 4 * KiB), pattern(4 * KiB, 13), 'the secondary has the writes');
 });
 
 t.test('a failed local read is served by the secondary', async (t) => {

@@ -2,7 +2,9 @@ import t from 'tap';
 import { MAXPHYS } from '../../src/engine/activemap.js';
 import { ComponentError } from '../../src/engine/local-component.js';
 import { ProtocolError, type Packet } from '../../src/engine/hast-proto.js';
+import { joinBytes } from '../../src/engine/bytes.js';
 import { Nv } from '../../src/engine/nv.js';
+import { encodePayload } from '../../src/engine/payload-codec.js';
 import {
   ERRNO,
   HIO,
@@ -112,11 +114,22 @@ t.test('invalid requests are refused with hastd messages', async (t) => {
   t.match(parseRequest(packet(huge), LIMITS), { kind: 'valid', length: 1024 * 1024 }, 'DELETE may exceed MAXPHYS');
 });
 
-t.test('compressed or checksummed payloads are refused, not taken for data', async (t) => {
-  const nv = request({ cmd: HIO.WRITE, seq: 1n, offset: 0n, length: 512n }).addString('compression', 'hole');
-  t.throws(() => parseRequest(packet(nv, Buffer.alloc(4)), LIMITS), new ProtocolError("Packet uses compression 'hole', which this engine does not support."));
-  const reply = replyNv(1n).addString('checksum', 'crc32');
-  t.throws(() => parseReply(packet(reply)), ProtocolError);
+t.test('compressed and checksummed payloads are decoded as their fields say', async (t) => {
+  const nv = request({ cmd: HIO.WRITE, seq: 1n, offset: 0n, length: 4096n });
+  const payload = encodePayload(nv, Buffer.alloc(4096), { checksum: 'crc32', compression: 'hole' });
+  t.equal(nv.getString('compression'), 'hole');
+  t.match(parseRequest(packet(nv, joinBytes(payload)), LIMITS), { kind: 'valid', length: 4096, data: Buffer.alloc(4096) });
+  const data = Buffer.alloc(4096, 'text ');
+  const reply = replyNv(1n);
+  const sent = joinBytes(encodePayload(reply, data, { checksum: 'sha256', compression: 'lzf' }));
+  t.equal(reply.getString('compression'), 'lzf');
+  t.same(parseReply(packet(reply, sent)), { seq: 1n, received: false, error: 0, data });
+  sent[sent.length - 1]! ^= 1;
+  t.throws(() => parseReply(packet(reply, sent)), new ProtocolError('Hash mismatch.'), 'a damaged reply');
+  const huge = request({ cmd: HIO.WRITE, seq: 1n, offset: 0n, length: 4096n }).addString('compression', 'hole');
+  const announced = Buffer.alloc(4);
+  announced.writeUInt32LE(MAXPHYS + 512);
+  t.throws(() => parseRequest(packet(huge, announced), LIMITS), ProtocolError, 'more than MAXPHYS once decompressed');
 });
 
 t.test('replies carry seq, the memsync mark and a FreeBSD errno', async (t) => {
