@@ -89,6 +89,11 @@ export class Lab {
     return join(this.dir, `mnt-${node}`);
   }
 
+  // A node's local component: the image file under its HAST resource.
+  componentPath(node: LabNode): string {
+    return join(this.dir, `${node}.img`);
+  }
+
   // A file the lab's service writes its pid into while it runs.
   servicePidFile(node: LabNode): string {
     return join(this.dir, `share-${node}.pid`);
@@ -145,6 +150,23 @@ export class Lab {
     this.devd.get(node)?.emit(`!system=CARP subsystem=${VHID}@${this.iface(node)} type=${state}`);
   }
 
+  // Cuts the link between the nodes: a's end of the veth goes down, so b's loses its carrier. Connections
+  // between the engines are not closed; each engine finds out through its own timeouts, as in a real partition.
+  async partition(): Promise<void> {
+    await runCommand(['ip', '-n', this.namespace('a'), 'link', 'set', this.iface('a'), 'down'], QUICK);
+  }
+
+  // Restores the link cut by partition().
+  async heal(): Promise<void> {
+    await runCommand(['ip', '-n', this.namespace('a'), 'link', 'set', this.iface('a'), 'up'], QUICK);
+  }
+
+  // `carp-hast hastctl ARGS` against a node's engine (or, for create and dump, its component); resolves to
+  // what it printed.
+  async hastctl(node: LabNode, ...args: string[]): Promise<string> {
+    return (await runCommand([...this.cli, 'hastctl', ...args, '-c', join(this.dir, 'hast.conf'), '-n', node], QUICK)).stdout;
+  }
+
   // devd restarts on a node: its clients are dropped and must reconnect.
   async restartDevd(node: LabNode): Promise<void> {
     await this.devd.get(node)?.restart();
@@ -195,7 +217,7 @@ export class Lab {
     const fstype = options.fstype ?? 'ext4';
     await writeFile(join(this.dir, 'hast.conf'), this.hastConf());
     for (const node of LAB_NODES) {
-      const image = join(this.dir, `${node}.img`);
+      const image = this.componentPath(node);
       await writeFile(image, '');
       await truncate(image, (options.sizeMiB ?? 64) * 1024 * 1024);
       await runCommand([...this.cli, 'hastctl', 'create', '-c', join(this.dir, 'hast.conf'), '-n', node, 'test'], QUICK);
@@ -227,7 +249,7 @@ export class Lab {
   private hastConf(): string {
     const on = (node: LabNode) => `on ${node} {\n\tcontrol uds://${join(this.dir, `${node}.ctl`)}\n\tlisten ${ADDRESS[node]}\n}\n`;
     const local = (node: LabNode, peer: LabNode) =>
-      `\ton ${node} {\n\t\tlocal ${join(this.dir, `${node}.img`)}\n\t\tremote ${ADDRESS[peer]}\n\t\tsource ${ADDRESS[node]}\n\t}\n`;
+      `\ton ${node} {\n\t\tlocal ${this.componentPath(node)}\n\t\tremote ${ADDRESS[peer]}\n\t\tsource ${ADDRESS[node]}\n\t}\n`;
     return `# The lab's two nodes, a and b, each in its own network namespace.\ntimeout 5\n${on('a')}${on('b')}resource test {\n\treplication fullsync\n${local('a', 'b')}${local('b', 'a')}}\n`;
   }
 
@@ -298,17 +320,16 @@ timeout = "10s"
         all: true,
       }),
     );
-    const hastctl = (node: LabNode, ...args: string[]) => runCommand([...this.cli, 'hastctl', ...args, '-c', conf, '-n', node], QUICK);
     try {
-      await retry(() => hastctl('b', 'role', 'secondary', 'test'));
-      await retry(() => hastctl('a', 'role', 'primary', 'test'));
+      await retry(() => this.hastctl('b', 'role', 'secondary', 'test'));
+      await retry(() => this.hastctl('a', 'role', 'primary', 'test'));
       await retry(async () => {
-        const { stdout } = await hastctl('a', 'status', 'test');
+        const stdout = await this.hastctl('a', 'status', 'test');
         if (!/complete/.test(stdout)) throw new Error(`not connected yet: ${stdout}`);
       });
       await runCommand(['mkfs.ext4', '-q', '-F', '/dev/hast/test'], MKFS);
-      await hastctl('a', 'role', 'init', 'test');
-      await hastctl('b', 'role', 'init', 'test');
+      await this.hastctl('a', 'role', 'init', 'test');
+      await this.hastctl('b', 'role', 'init', 'test');
     } finally {
       for (const engine of engines) engine.kill('SIGTERM');
       await Promise.all(engines);

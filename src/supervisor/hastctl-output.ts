@@ -5,14 +5,17 @@
 // - `list` (and `status` before FreeBSD 10, which had no `list`): a `<name>:` line, then `  key: value` fields and
 //   `    key: value` statistics; `  error: <n>` for a failed resource. `local errors` came with `list`;
 //   `workerpid` and `queues` came later still, and `workerpid` is printed only when a worker runs.
+// - Our engine's additions: status `split-brain`, and in `list` a `split-brain:` line after `dirty:` saying what
+//   each node changed since the two parted. FreeBSD's hastd reports split-brain only in its log.
 import type { ReplicationMode } from '../config/hast-conf.js';
 import type { HastRole } from '../engine/metadata.js';
 
 const ROLES: readonly HastRole[] = ['init', 'primary', 'secondary'];
-const WORKER_STATES = ['complete', 'degraded'] as const;
+const WORKER_STATES = ['complete', 'degraded', 'split-brain'] as const;
 const REPLICATION_MODES: readonly ReplicationMode[] = ['fullsync', 'memsync', 'async'];
 
-// What a running worker says of its link to the peer: complete when both connections are up.
+// What a running worker says of its link to the peer: complete when both connections are up; split-brain (our
+// engine only) when the last handshake was refused because both nodes wrote while apart.
 export type HastWorkerState = (typeof WORKER_STATES)[number];
 
 // hastctl output that does not read as hastctl's format; names the line (1-based) and quotes it.
@@ -58,6 +61,13 @@ export interface HastStatistics {
   queues: { local: number; send: number; recv: number; done: number; idle: number } | undefined;
 }
 
+// Bytes of the extents each node changed since the two parted (our engine's `split-brain:` line); `peer` is
+// undefined when the peer did not say.
+export interface HastSplitBrainChanges {
+  local: number;
+  peer: number | undefined;
+}
+
 // One resource as `hastctl list` shows it. Without a worker the sizes and counters read 0.
 export interface HastList extends HastStatus {
   provname: string;
@@ -70,6 +80,8 @@ export interface HastList extends HastStatus {
   workerpid: number | undefined;
   // Bytes in extents marked dirty, i.e. what a resynchronisation would copy; 0 on a secondary.
   dirty: number;
+  // Set with status split-brain, by our engine only.
+  splitBrain: HastSplitBrainChanges | undefined;
   statistics: HastStatistics;
 }
 
@@ -125,7 +137,7 @@ function statusOfListEntry(entry: HastListEntry): HastStatusEntry {
 
 const BLOCK_HEADER = /^(\S+):$/;
 // Fields are indented two spaces, statistics four; no key appears at both levels, so one map holds a block.
-const FIELD = /^ {2}(?: {2})?([a-z][a-z ]*):(?: (.*))?$/;
+const FIELD = /^ {2}(?: {2})?([a-z][a-z -]*):(?: (.*))?$/;
 
 // Reads `hastctl list` (or the `status` of releases before FreeBSD 10). Lines that are neither a resource nor
 // a field are skipped, as are fields this parser does not know. Throws HastctlOutputError for a bad value or a
@@ -163,6 +175,7 @@ function listEntryOfBlock(block: Block): HastListEntry {
     replication: block.field('replication').oneOf(REPLICATION_MODES),
     workerpid: block.optional('workerpid')?.count(),
     dirty: block.field('dirty').size(),
+    splitBrain: block.optional('split-brain')?.splitBrainChanges(),
     statistics: {
       reads: count('reads'),
       writes: count('writes'),
@@ -222,6 +235,8 @@ const COUNT = /^\d+$/;
 // `2097152 (2.0MB)`: the exact byte count, then humanize_number's rounding of it.
 const SIZE = /^(\d+) \([^)]*\)$/;
 const COUNTER = /^([a-z]+): (\d+)$/;
+// `local changes: 12582912 (12MB), peer changes: 3145728 (3.0MB)`, or `peer changes: unknown`.
+const SPLIT_BRAIN = /^local changes: (\d+) \([^)]*\), peer changes: (?:(\d+) \([^)]*\)|unknown)$/;
 
 // A `key: value` line of `hastctl list`.
 class FieldLine extends SourceLine {
@@ -243,6 +258,14 @@ class FieldLine extends SourceLine {
     const match = SIZE.exec(this.value);
     if (match === null) throw this.error(`${this.key} is not "<bytes> (<size>)"`);
     return Number(match[1]);
+  }
+
+  splitBrainChanges(): HastSplitBrainChanges {
+    const match = SPLIT_BRAIN.exec(this.value);
+    if (match === null) {
+      throw this.error(`${this.key} is not "local changes: <bytes> (<size>), peer changes: <bytes> (<size>)|unknown"`);
+    }
+    return { local: Number(match[1]), peer: match[2] === undefined ? undefined : Number(match[2]) };
   }
 
   oneOf<const Value extends string>(values: readonly Value[]): Value {

@@ -11,10 +11,14 @@ export type EngineRole = 'init' | 'primary' | 'secondary';
 export interface EngineResourceState {
   name: string;
   role: string;
-  // "complete" or "degraded" while a worker runs; undefined without one.
+  // "complete" or "degraded" while a worker runs, "split-brain" (built-in engine); undefined without a worker.
   status: string | undefined;
   dirty: number;
+  // Both nodes wrote while apart: the built-in engine says so in its status, FreeBSD's hastd in its log.
   splitBrain: boolean;
+  // With splitBrain, the bytes this node and the peer changed since they parted, when the engine says.
+  localChanges?: number;
+  peerChanges?: number;
   // Set when the engine could not report on the resource.
   error?: string;
 }

@@ -1,5 +1,6 @@
 // What `carp-hast status` shows: the supervisor's view turned into one report, printed for people or as JSON.
 import { humanizeBytes } from '../common/humanize.js';
+import type { EngineResourceState } from './node-ops.js';
 import { assess, isCompletePrimary, isCompleteSecondary } from './reconcile.js';
 import type { SupervisorView } from './supervisor.js';
 import type { TransitionRecord } from './transition.js';
@@ -23,6 +24,12 @@ export interface StatusReport {
     role: string;
     status: string;
     dirty: number;
+    // Both nodes wrote while apart; the warnings say how to recover.
+    splitBrain: boolean;
+    // With splitBrain, the bytes this node and the peer changed since they parted; null when unknown (always
+    // with FreeBSD's hastd, which reports split-brain only in its log).
+    localChanges: number | null;
+    peerChanges: number | null;
     device: string;
     mounted: string;
   }[];
@@ -62,8 +69,11 @@ export function buildStatusReport(
     resources: (snapshot?.resources ?? []).map((r) => ({
       name: r.name,
       role: r.engine?.role ?? 'unknown',
-      status: r.engine?.error !== undefined ? `error: ${r.engine.error}` : (r.engine?.status ?? '-'),
+      status: resourceStatus(r.engine),
       dirty: r.engine?.dirty ?? 0,
+      splitBrain: r.engine?.splitBrain ?? false,
+      localChanges: r.engine?.localChanges ?? null,
+      peerChanges: r.engine?.peerChanges ?? null,
       device: r.device ?? '-',
       mounted: r.pool !== undefined ? (r.poolImported ? `pool ${r.pool}` : '-') : (r.mountpoint !== undefined && r.mountedFrom !== undefined ? r.mountpoint : '-'),
     })),
@@ -74,6 +84,13 @@ export function buildStatusReport(
     transitions: view.history,
     warnings: view.warnings,
   };
+}
+
+// The Status column: the engine's, except that split-brain is shown however the supervisor learned of it.
+function resourceStatus(engine: EngineResourceState | undefined): string {
+  if (engine?.error !== undefined) return `error: ${engine.error}`;
+  if (engine?.splitBrain === true) return 'split-brain';
+  return engine?.status ?? '-';
 }
 
 // The report as text for a person.

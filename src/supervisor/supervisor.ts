@@ -1,9 +1,11 @@
 // The supervisor's core: it turns hints (CARP events, switch requests, health ticks, engine restarts) into
 // reconciles, and reconciles into at most one running transition, cancelling it when the wish changes.
+import { hostname } from 'node:os';
+import { humanizeBytes } from '../common/humanize.js';
 import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
 import type { SupervisorConfig } from '../config/supervisor-conf.js';
-import type { NodeOps } from './node-ops.js';
+import type { EngineResourceState, NodeOps } from './node-ops.js';
 import { demotionSteps, promotionSteps } from './plans.js';
 import {
   assess,
@@ -400,12 +402,7 @@ export class Supervisor {
     if (snapshot?.engineError !== undefined) warnings.push(`The engine cannot be read: ${snapshot.engineError}.`);
     if (snapshot?.carpError !== undefined) warnings.push(`CARP cannot be read: ${snapshot.carpError}.`);
     for (const r of snapshot?.resources ?? []) {
-      if (r.engine?.splitBrain === true) {
-        warnings.push(
-          `Split-brain on ${r.name}: both nodes wrote while apart. Decide which node's changes to keep, then run ` +
-            `\`carp-hast recover ${r.name} --discard-local\` on the other node.`,
-        );
-      }
+      if (r.engine?.splitBrain === true) warnings.push(splitBrainWarning(r.engine, this.config.engine.node ?? hostname()));
       if (r.engine?.role === 'primary' && r.engine.status === 'degraded') {
         warnings.push(`${r.name} is degraded: the peer is not connected; ${r.engine.dirty} bytes to synchronise.`);
       }
@@ -418,6 +415,20 @@ export class Supervisor {
     if (this.steppedDown) warnings.push('carp-hast told CARP to step down after a failed promotion; `carp-hast switch primary` undoes it.');
     return [...warnings, ...this.extraWarnings()];
   }
+}
+
+// Which node holds which changes and how to keep either; `node` is this node's name in hast.conf.
+function splitBrainWarning(engine: EngineResourceState, node: string): string {
+  const amount = (bytes: number | undefined) => (bytes === undefined ? 'an unknown amount' : humanizeBytes(bytes));
+  const { name } = engine;
+  // recover refuses on a primary: giving up its data would pull the storage from under the services.
+  const here = engine.role === 'primary' ? 'run it here once CARP has made this node secondary' : 'run it here';
+  return (
+    `Split-brain on ${name}: both nodes wrote while apart. ` +
+    `This node (${node}) changed ${amount(engine.localChanges)}, the peer ${amount(engine.peerChanges)}. ` +
+    `To keep this node's data, run on the other node: carp-hast recover ${name} --discard-local. ` +
+    `To keep the other node's data, ${here}. The node that runs it receives a full copy.`
+  );
 }
 
 function partition<T>(items: T[], test: (item: T) => boolean): [T[], T[]] {

@@ -8,7 +8,7 @@ import { readCarpState, restoreCarp, stepDownCarp } from './carp-probe.js';
 import { waitForDevice } from './device-wait.js';
 import { EngineControl } from './engine-control.js';
 import { checkFilesystem, exportPool, importPool, mountFilesystem, unmountFilesystem } from './filesystem.js';
-import { isHastctlFailure } from './hastctl-output.js';
+import { isHastctlFailure, type HastListEntry } from './hastctl-output.js';
 import { readMounts, type MountEntry } from './mounts.js';
 import type { CarpReading, EngineResourceState, EngineRole, FsckOutcome, NodeOps } from './node-ops.js';
 import { serviceRunning, startService, stopService } from './services.js';
@@ -27,8 +27,8 @@ export interface SystemOpsOptions {
   env?: Record<string, string>;
   // The `carp-hast` command line for the built-in engine's hastctl (default: this installation's).
   cli?: string[];
-  // Resources the engine's log has reported in split-brain (hastctl has no field for it); a resource whose
-  // worker is seen complete, connected to its peer, is taken out again.
+  // Resources the engine's log has reported in split-brain. Read with FreeBSD's hastd only, whose hastctl has no
+  // field for it; a resource whose worker is seen complete, connected to its peer, is taken out again.
   splitBrain?: Set<string>;
 }
 
@@ -38,19 +38,14 @@ export function systemOps(options: SystemOpsOptions): NodeOps {
   const platform = options.platform ?? process.platform;
   const engine = new EngineControl(config.engine, options.cli === undefined ? {} : { cli: options.cli });
   const carpOptions = { platform, ...(env ? { env } : {}) };
-  const splitBrain = options.splitBrain ?? new Set<string>();
+  const loggedSplitBrain = config.engine.kind === 'freebsd' ? (options.splitBrain ?? new Set<string>()) : undefined;
   const canReadCarp = config.carp.vip !== undefined || config.carp.vhids.length > 0;
 
   return {
     async engineResources(): Promise<EngineResourceState[]> {
       const entries = await engine.list();
-      return entries.map((entry) => {
-        if (isHastctlFailure(entry)) {
-          return { name: entry.name, role: 'unknown', status: undefined, dirty: 0, splitBrain: false, error: `hastctl error ${entry.error}` };
-        }
-        if (entry.status === 'complete') splitBrain.delete(entry.name);
-        return { name: entry.name, role: entry.role, status: entry.status, dirty: entry.dirty, splitBrain: splitBrain.has(entry.name) };
-      });
+      for (const entry of entries) if (!isHastctlFailure(entry) && entry.status === 'complete') loggedSplitBrain?.delete(entry.name);
+      return entries.map((entry) => engineResourceState(entry, loggedSplitBrain));
     },
     async setRole(name: string, role: EngineRole): Promise<void> {
       await engine.role(role, [name]);
@@ -108,5 +103,25 @@ export function systemOps(options: SystemOpsOptions): NodeOps {
       // shutdown(8) on both systems logs the reason to syslog and every terminal before rebooting.
       await runCommand(['shutdown', '-r', 'now', reason], { ...REBOOT_POLICY, env });
     },
+  };
+}
+
+// One `hastctl list` entry as the supervisor sees it. The built-in engine's status says split-brain (ground
+// truth, with the amounts); FreeBSD's hastd says it only in its log, which `loggedSplitBrain` holds.
+export function engineResourceState(entry: HastListEntry, loggedSplitBrain?: ReadonlySet<string>): EngineResourceState {
+  if (isHastctlFailure(entry)) {
+    return { name: entry.name, role: 'unknown', status: undefined, dirty: 0, splitBrain: false, error: `hastctl error ${entry.error}` };
+  }
+  const { name, role, status, dirty } = entry;
+  const splitBrain = status === 'split-brain' || loggedSplitBrain?.has(name) === true;
+  const changes = entry.splitBrain;
+  return {
+    name,
+    role,
+    status,
+    dirty,
+    splitBrain,
+    ...(changes === undefined ? {} : { localChanges: changes.local }),
+    ...(changes?.peer === undefined ? {} : { peerChanges: changes.peer }),
   };
 }

@@ -88,6 +88,7 @@ t.test('list round-trips through our engine formatter', async (t) => {
       replication: 'fullsync',
       workerpid: 4242,
       dirty: 4194304,
+      splitBrain: undefined,
       statistics: {
         reads: 11,
         writes: 22,
@@ -111,6 +112,7 @@ t.test('list round-trips through our engine formatter', async (t) => {
       replication: 'async',
       workerpid: 777,
       dirty: 0,
+      splitBrain: undefined,
       statistics: { ...zeroStatistics, queues: { ...zeroStatistics.queues, idle: 128 } },
     },
     {
@@ -126,6 +128,7 @@ t.test('list round-trips through our engine formatter', async (t) => {
       replication: 'fullsync',
       workerpid: undefined,
       dirty: 0,
+      splitBrain: undefined,
       statistics: zeroStatistics,
     },
     { name: 'nope', error: 1 },
@@ -287,7 +290,7 @@ t.test('malformed status rows name the line', async (t) => {
   const rowShape = 'expected "<name>\\t<status> <role> <localpath>\\t<remoteaddr>"';
   throwsOutputError(t, () => parseHastctlStatus(`${HEADER}shared\tcomplete\n`), 2, 'shared\tcomplete', rowShape);
   const badStatus = 'shared\tbroken   primary        /dev/x\t10.0.0.2';
-  const statusProblem = 'unknown status "broken" (known: complete, degraded)';
+  const statusProblem = 'unknown status "broken" (known: complete, degraded, split-brain)';
   throwsOutputError(t, () => parseHastctlStatus(`${HEADER}${badStatus}\n`), 2, badStatus, statusProblem);
   const badRole = 'shared\t-        boss           /dev/x\t10.0.0.2';
   const roleProblem = 'unknown role "boss" (known: init, primary, secondary)';
@@ -300,7 +303,7 @@ t.test('malformed list values and missing fields name the line', async (t) => {
   // [line number, replacement text, problem]
   const cases: [number, string, string][] = [
     [2, '  role: boss', 'unknown role "boss" (known: init, primary, secondary)'],
-    [9, '  status: sad', 'unknown status "sad" (known: complete, degraded)'],
+    [9, '  status: sad', 'unknown status "sad" (known: complete, degraded, split-brain)'],
     [8, '  replication: sometimes', 'unknown replication "sometimes" (known: fullsync, memsync, async)'],
     [6, '  keepdirty: many', 'keepdirty is not a number'],
     [10, '  workerpid: -1', 'workerpid is not a number'],
@@ -325,4 +328,105 @@ t.test('malformed list values and missing fields name the line', async (t) => {
   throwsOutputError(t, () => parseHastctlList(noLocalpath), 1, 'shared:', 'resource shared has no "localpath" line');
   throwsOutputError(t, () => parseHastctlList('gone:\n  error: none\n'), 2, '  error: none', 'error is not a number');
   throwsOutputError(t, () => parseHastctlStatus('x:\n  role: init\n'), 1, 'x:', 'resource x has no "provname" line');
+});
+
+// Our engine after a handshake refused for split-brain: the primary, whose peer said what it changed.
+const SPLIT_BRAIN_PRIMARY_LIST = `test:
+  role: primary
+  provname: test
+  localpath: /lab/a.img
+  extentsize: 2097152 (2.0MB)
+  keepdirty: 64
+  remoteaddr: 10.213.0.2
+  sourceaddr: 10.213.0.1
+  replication: fullsync
+  status: split-brain
+  workerpid: 5150
+  dirty: 12582912 (12MB)
+  split-brain: local changes: 12582912 (12MB), peer changes: 3145728 (3.0MB)
+  statistics:
+    reads: 40
+    writes: 96
+    deletes: 0
+    flushes: 3
+    activemap updates: 7
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 0, recv: 0, done: 0, idle: 255
+`;
+
+// ...and the secondary that refused it, with no worker left and a primary that did not say.
+const SPLIT_BRAIN_SECONDARY_LIST = `test:
+  role: secondary
+  provname: test
+  localpath: /lab/b.img
+  extentsize: 0 (0B)
+  keepdirty: 0
+  remoteaddr: 10.213.0.1
+  sourceaddr: 10.213.0.2
+  replication: fullsync
+  status: split-brain
+  dirty: 0 (0B)
+  split-brain: local changes: 3145728 (3.0MB), peer changes: unknown
+  statistics:
+    reads: 0
+    writes: 0
+    deletes: 0
+    flushes: 0
+    activemap updates: 0
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
+`;
+
+t.test('split-brain in our engine\'s list: the status and what each node changed', async (t) => {
+  const [primary] = parseHastctlList(SPLIT_BRAIN_PRIMARY_LIST) as HastList[];
+  t.equal(primary?.status, 'split-brain');
+  t.equal(primary?.dirty, 12582912);
+  t.same(primary?.splitBrain, { local: 12582912, peer: 3145728 });
+  t.equal(primary?.statistics.activemapUpdates, 7, 'the statistics after the extra line are read');
+  const [secondary] = parseHastctlList(SPLIT_BRAIN_SECONDARY_LIST) as HastList[];
+  t.equal(secondary?.role, 'secondary');
+  t.equal(secondary?.status, 'split-brain');
+  t.same(secondary?.splitBrain, { local: 3145728, peer: undefined });
+  t.same(parseHastctlStatus(SPLIT_BRAIN_SECONDARY_LIST), [
+    { name: 'test', role: 'secondary', status: 'split-brain', localpath: '/lab/b.img', remoteaddr: '10.213.0.1' },
+  ]);
+});
+
+t.test('split-brain in our engine\'s status table: the longer value keeps its separating space', async (t) => {
+  const text = `${'Name\tStatus\t Role\t\tComponents'}
+test\tsplit-brain primary        /lab/a.img\t10.213.0.2
+data\tsplit-brain secondary      /lab/c.img\t10.213.0.2
+`;
+  t.same(parseHastctlStatus(text), [
+    { name: 'test', status: 'split-brain', role: 'primary', localpath: '/lab/a.img', remoteaddr: '10.213.0.2' },
+    { name: 'data', status: 'split-brain', role: 'secondary', localpath: '/lab/c.img', remoteaddr: '10.213.0.2' },
+  ]);
+});
+
+t.test('split-brain round-trips through our engine formatter', async (t) => {
+  const worker = { ...primaryComplete.worker!, status: 'split-brain' as const, splitBrain: { local: 6291456, peer: undefined } };
+  const reply: ResourceReply = { ...primaryComplete, worker };
+  const [entry] = parseHastctlList(formatList([reply])) as HastList[];
+  t.equal(entry?.status, 'split-brain');
+  t.same(entry?.splitBrain, { local: 6291456, peer: undefined });
+  const known: ResourceReply = { ...reply, worker: { ...worker, splitBrain: { local: 0, peer: 2097152 } } };
+  t.same((parseHastctlList(formatList([known]))[0] as HastList).splitBrain, { local: 0, peer: 2097152 });
+  t.same(parseHastctlStatus(formatStatus([known])), [
+    { name: 'shared', status: 'split-brain', role: 'primary', localpath: '/dev/ada0p3', remoteaddr: 'tcp4://10.0.0.2:8457' },
+  ]);
+});
+
+t.test('a malformed split-brain line names the line', async (t) => {
+  const problem = 'split-brain is not "local changes: <bytes> (<size>), peer changes: <bytes> (<size>)|unknown"';
+  const original = '  split-brain: local changes: 12582912 (12MB), peer changes: 3145728 (3.0MB)';
+  const replacements = [
+    '  split-brain: local changes: 12582912 (12MB)',
+    '  split-brain: local changes: unknown, peer changes: 3145728 (3.0MB)',
+    '  split-brain: local changes: 12582912, peer changes: unknown',
+    '  split-brain: peer changes: 3145728 (3.0MB), local changes: 12582912 (12MB)',
+    '  split-brain: yes',
+  ];
+  for (const replacement of replacements) {
+    throwsOutputError(t, () => parseHastctlList(SPLIT_BRAIN_PRIMARY_LIST.replace(original, replacement)), 13, replacement, problem);
+  }
 });

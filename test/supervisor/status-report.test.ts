@@ -1,8 +1,11 @@
 import t from 'tap';
+import { parseSupervisorConf } from '../../src/config/supervisor-conf.js';
 import type { ResourceSnapshot } from '../../src/supervisor/reconcile.js';
 import { buildStatusReport, formatStatusReport, type StatusReport } from '../../src/supervisor/status-report.js';
-import type { SupervisorView } from '../../src/supervisor/supervisor.js';
+import { Supervisor, type SupervisorView } from '../../src/supervisor/supervisor.js';
 import type { TransitionRecord } from '../../src/supervisor/transition.js';
+import { listBlock, ListedNode } from '../fixtures/listed-node.js';
+import { memoryLogger } from '../fixtures/memory-log.js';
 
 const SELF = {
   node: 'hasta',
@@ -12,6 +15,9 @@ const SELF = {
 };
 
 const MASTER = { state: 'MASTER' as const, detail: '1@em0 MASTER (advskew 0)' };
+
+// The report's fields of a resource that is not in split-brain.
+const NO_SPLIT_BRAIN = { splitBrain: false, localChanges: null, peerChanges: null };
 
 // A UFS resource mounted from its device, as a complete primary holds it.
 const TEST_PRIMARY: ResourceSnapshot = {
@@ -110,8 +116,8 @@ t.test('a primary: resources, a pool, services, transitions with their steps, wa
     decision: 'none: primary as wanted (CARP 1@em0 MASTER (advskew 0))',
     running: undefined,
     resources: [
-      { name: 'test', role: 'primary', status: 'degraded', dirty: 3145728, device: '/dev/hast/test', mounted: '/hast/test' },
-      { name: 'tank', role: 'primary', status: 'complete', dirty: 0, device: '/dev/hast/tank', mounted: 'pool tank' },
+      { name: 'test', role: 'primary', status: 'degraded', dirty: 3145728, ...NO_SPLIT_BRAIN, device: '/dev/hast/test', mounted: '/hast/test' },
+      { name: 'tank', role: 'primary', status: 'complete', dirty: 0, ...NO_SPLIT_BRAIN, device: '/dev/hast/tank', mounted: 'pool tank' },
     ],
     services: [
       { name: 'nfsd', status: 'running' },
@@ -183,7 +189,7 @@ t.test('a secondary with nothing to report: no services, no transitions, no warn
     warnings: [],
   };
   const report = buildStatusReport(view, { ...SELF, node: 'hastb', engine: { kind: 'freebsd', pid: undefined, running: true, restarts: 0 } });
-  t.same(report.resources, [{ name: 'test', role: 'secondary', status: 'complete', dirty: 0, device: '-', mounted: '-' }]);
+  t.same(report.resources, [{ name: 'test', role: 'secondary', status: 'complete', dirty: 0, ...NO_SPLIT_BRAIN, device: '-', mounted: '-' }]);
   t.equal(report.actual, 'secondary');
   t.equal(
     formatStatusReport(report),
@@ -258,8 +264,8 @@ t.test('an unreadable CARP, a promotion half done, an engine error and a pool no
       'service mountd not running',
   );
   t.same(report.resources, [
-    { name: 'test', role: 'primary', status: 'complete', dirty: 0, device: '/dev/hast/test', mounted: '-' },
-    { name: 'tank', role: 'unknown', status: 'error: hastctl error 1', dirty: 0, device: '-', mounted: '-' },
+    { name: 'test', role: 'primary', status: 'complete', dirty: 0, ...NO_SPLIT_BRAIN, device: '/dev/hast/test', mounted: '-' },
+    { name: 'tank', role: 'unknown', status: 'error: hastctl error 1', dirty: 0, ...NO_SPLIT_BRAIN, device: '-', mounted: '-' },
   ]);
   t.same(report.services, [
     { name: 'nfsd', status: 'unknown' },
@@ -305,7 +311,7 @@ t.test('a stale mount is named first; a resource the engine does not list is unk
     report.actual,
     'in between: /hast/test is mounted from /dev/hast/test but test is unknown in the engine, test: role unknown, test: mounted on /hast/test',
   );
-  t.same(report.resources, [{ name: 'test', role: 'unknown', status: '-', dirty: 0, device: '-', mounted: '/hast/test' }]);
+  t.same(report.resources, [{ name: 'test', role: 'unknown', status: '-', dirty: 0, ...NO_SPLIT_BRAIN, device: '-', mounted: '/hast/test' }]);
 });
 
 t.test('the text lists the last five transitions; JSON keeps them all', async (t) => {
@@ -336,4 +342,100 @@ t.test('the text lists the last five transitions; JSON keeps them all', async (t
       device wait test: 2 ms CANCELLED
 `,
   );
+});
+
+const SPLIT_BRAIN_CONF = parseSupervisorConf(
+  `[engine]
+node = "b"
+[carp]
+vhids = ["1@em0"]
+[supervisor]
+min_promote_interval = "0s"
+[[resource]]
+name = "test"
+fstype = "ext4"
+mountpoint = "/hast/test"
+[[resource]]
+name = "data"
+fstype = "none"
+`,
+  '/etc/carp-hast.toml',
+);
+
+const B = { ...SELF, node: 'b' };
+
+t.test('split-brain on a secondary: which node holds which changes, how to recover, and the refused promotion', async (t) => {
+  const node = new ListedNode([]);
+  // test: our engine with both amounts; data: FreeBSD's hastd, which said it in its log only.
+  node.list =
+    listBlock('test', 'secondary', 'split-brain', {
+      splitBrainLine: '  split-brain: local changes: 3145728 (3.0MB), peer changes: 12582912 (12MB)\n',
+    }) +
+    listBlock('data', 'secondary', 'degraded');
+  node.logged.add('data');
+  const supervisor = new Supervisor({ config: SPLIT_BRAIN_CONF, ops: node, log: memoryLogger().log });
+  supervisor.reconcile('test');
+  await supervisor.idle();
+  const report = buildStatusReport(supervisor.view(), B);
+  t.same(report.resources, [
+    { name: 'test', role: 'secondary', status: 'split-brain', dirty: 0, splitBrain: true, localChanges: 3145728, peerChanges: 12582912, device: '-', mounted: '-' },
+    { name: 'data', role: 'secondary', status: 'split-brain', dirty: 0, splitBrain: true, localChanges: null, peerChanges: null, device: '-', mounted: '-' },
+  ]);
+  const json = JSON.parse(JSON.stringify(report)) as StatusReport;
+  t.same(json.resources[1], { name: 'data', role: 'secondary', status: 'split-brain', dirty: 0, splitBrain: true, localChanges: null, peerChanges: null, device: '-', mounted: '-' }, 'unknown amounts are null in JSON');
+  const testWarning =
+    'Split-brain on test: both nodes wrote while apart. This node (b) changed 3.0MB, the peer 12MB. ' +
+    'To keep this node\'s data, run on the other node: carp-hast recover test --discard-local. ' +
+    'To keep the other node\'s data, run it here. The node that runs it receives a full copy.';
+  const dataWarning =
+    'Split-brain on data: both nodes wrote while apart. This node (b) changed an unknown amount, the peer an unknown amount. ' +
+    'To keep this node\'s data, run on the other node: carp-hast recover data --discard-local. ' +
+    'To keep the other node\'s data, run it here. The node that runs it receives a full copy.';
+  t.strictSame(report.warnings, [testWarning, dataWarning]);
+  t.equal(
+    formatStatusReport(report),
+    `carp-hast supervisor on b (pid 4242, up since 2025-03-01T09:59:58.000Z)
+  CARP:     1@em0 BACKUP
+  wanted:   secondary (CARP 1@em0 BACKUP)
+  actual:   secondary
+  engine:   builtin, running, pid 4250, 1 restart
+
+  Resource  Role       Status       Dirty  Device  Mounted
+  test      secondary  split-brain  0B     -       -
+  data      secondary  split-brain  0B     -       -
+
+Warnings:
+  ! ${testWarning}
+  ! ${dataWarning}
+`,
+  );
+
+  node.carp = 'MASTER';
+  supervisor.reconcile('test');
+  await supervisor.idle();
+  t.strictSame(node.calls, [], 'nothing was touched');
+  const refused = buildStatusReport(supervisor.view(), B);
+  const reason = 'split-brain on test, data: not promoting; see carp-hast status for the recovery';
+  t.match(refused.transitions, [{ direction: 'promote', outcome: 'refused', error: reason }]);
+  t.equal(refused.warnings.at(-1), `Promotion refused: ${reason}.`);
+});
+
+t.test('split-brain on a primary: its own data is given up only once CARP has made it secondary', async (t) => {
+  const node = new ListedNode([]);
+  node.list = listBlock('data', 'primary', 'split-brain', {
+    splitBrainLine: '  split-brain: local changes: 0 (0B), peer changes: unknown\n',
+  });
+  node.devices.add('/dev/hast/data');
+  node.carp = 'MASTER';
+  const config = { ...SPLIT_BRAIN_CONF, resources: SPLIT_BRAIN_CONF.resources.filter((r) => r.name === 'data') };
+  const supervisor = new Supervisor({ config, ops: node, log: memoryLogger().log });
+  supervisor.reconcile('test');
+  await supervisor.idle();
+  const report = buildStatusReport(supervisor.view(), B);
+  t.equal(report.actual, 'primary');
+  t.strictSame(report.warnings, [
+    'Split-brain on data: both nodes wrote while apart. This node (b) changed 0B, the peer an unknown amount. ' +
+      'To keep this node\'s data, run on the other node: carp-hast recover data --discard-local. ' +
+      'To keep the other node\'s data, run it here once CARP has made this node secondary. The node that runs it receives a full copy.',
+  ]);
 });
