@@ -19,7 +19,7 @@ const requestSchema = z.discriminatedUnion('op', [
     operator: z.boolean(),
     wait: z.boolean(),
   }),
-  z.strictObject({ op: z.literal('recover'), resource: z.string().min(1) }),
+  z.strictObject({ op: z.literal('recover'), resource: z.string().min(1), keep: z.enum(['peer', 'local']) }),
 ]);
 
 // What a client asks of the supervisor.

@@ -9,7 +9,7 @@ import { SupervisorControlServer, type SupervisorReply, type SupervisorRequest }
 import { DevdSource } from './devd-source.js';
 import { EngineChild, engineArgv, type FoldedLine } from './engine-child.js';
 import { EngineControl } from './engine-control.js';
-import { recoverDiscardLocal } from './recover.js';
+import { keptMessage, recoverDiscardLocal, recoverKeepLocal } from './recover.js';
 import { buildStatusReport, type StatusReport } from './status-report.js';
 import { Supervisor } from './supervisor.js';
 import { systemOps } from './system-ops.js';
@@ -114,15 +114,26 @@ export class SupervisorDaemon {
         const outcome = await this.supervisor.requestSwitch(request.role, { operator: request.operator, wait: request.wait });
         return { ok: outcome.ok, message: outcome.message };
       }
-      case 'recover': {
-        this.options.log.warn({ resource: request.resource }, `Recovery of ${request.resource} requested: discarding this node's copy.`);
-        const record = await this.supervisor.exclusive(() => recoverDiscardLocal(this.engineControl, request.resource, this.options.log));
-        if (record.outcome === 'done') this.splitBrain.delete(request.resource);
-        return record.outcome === 'done'
-          ? { ok: true, message: `${request.resource} is secondary with fresh metadata; the peer will send it a full copy.`, data: record }
-          : { ok: false, message: `Recovery of ${request.resource} failed: ${record.error}.`, data: record };
-      }
+      case 'recover':
+        return request.keep === 'local' ? this.keepLocal(request.resource) : this.discardLocal(request.resource);
     }
+  }
+
+  private async discardLocal(resource: string): Promise<SupervisorReply> {
+    this.options.log.warn({ resource }, `Recovery of ${resource} requested: discarding this node's copy.`);
+    const record = await this.supervisor.exclusive(() => recoverDiscardLocal(this.engineControl, resource, this.options.log));
+    if (record.outcome === 'done') this.splitBrain.delete(resource);
+    return record.outcome === 'done'
+      ? { ok: true, message: `${resource} is secondary with fresh metadata; the peer will send it a full copy.`, data: record }
+      : { ok: false, message: `Recovery of ${resource} failed: ${record.error}.`, data: record };
+  }
+
+  private async keepLocal(resource: string): Promise<SupervisorReply> {
+    this.options.log.warn({ resource }, `Recovery of ${resource} requested: keeping this node's copy.`);
+    const record = await this.supervisor.exclusive(() => recoverKeepLocal(this.engineControl, resource, this.options.log));
+    if (record.outcome !== 'done') return { ok: false, message: `Recovery of ${resource} failed: ${record.error}.`, data: record };
+    this.splitBrain.delete(resource);
+    return { ok: true, message: keptMessage(resource, record), data: record };
   }
 
   // Adopts an engine that already answers (a supervisor restart leaves the storage alone), else starts one.

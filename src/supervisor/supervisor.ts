@@ -423,11 +423,13 @@ function splitBrainWarning(engine: EngineResourceState, node: string): string {
   const { name } = engine;
   // recover refuses on a primary: giving up its data would pull the storage from under the services.
   const here = engine.role === 'primary' ? 'run it here once CARP has made this node secondary' : 'run it here';
+  // A secondary remembers the split-brain until told the peer gave in; a primary learns it when the peer connects.
+  const keepHere = engine.role === 'primary' ? '' : `, then here: carp-hast recover ${name} --keep-local`;
   return (
     `Split-brain on ${name}: both nodes wrote while apart. ` +
     `This node (${node}) changed ${amount(engine.localChanges)}, the peer ${amount(engine.peerChanges)}. ` +
-    `To keep this node's data, run on the other node: carp-hast recover ${name} --discard-local. ` +
-    `To keep the other node's data, ${here}. The node that runs it receives a full copy.`
+    `To keep this node's data, run on the other node: carp-hast recover ${name} --discard-local${keepHere}. ` +
+    `To keep the other node's data, ${here}. The node that runs --discard-local receives a full copy.`
   );
 }
 

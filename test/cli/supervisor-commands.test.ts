@@ -93,7 +93,7 @@ Commands:
   supervise     run the failover supervisor daemon.
   switch        make this node primary or secondary, through the supervisor.
   status        show CARP state, roles, resources and recent transitions.
-  recover       recover a resource from split-brain by discarding local changes.
+  recover       recover a resource from split-brain: discard this node's changes, or keep them.
   check-config  check hast.conf and the supervisor configuration and print the effective settings.
   hastd         the built-in HAST replication engine (hastd(8) compatible).
   hastctl       control the replication engine (hastctl(8) compatible).
@@ -234,9 +234,11 @@ for (const [program, entry, prefix] of [
 t.test('recover: usage errors, and declining the confirmation', async (t) => {
   const { toml } = setup(t);
   const usage = await usageOf(['recover']);
-  t.ok(usage.startsWith('usage: carp-hast recover [-c config] [--yes] <resource> --discard-local\n'));
+  t.ok(usage.startsWith('usage: carp-hast recover [-c config] [--yes] <resource> --discard-local | --keep-local\n'));
   const prefix = 'carp-hast recover';
-  await usageError(t, await runCli(['recover', '-c', toml, 'test']), prefix, "--discard-local is required: the recovery discards this node's copy", usage);
+  const which = "say which copy goes: --discard-local (this node's) or --keep-local (the peer's, already discarded there)";
+  await usageError(t, await runCli(['recover', '-c', toml, 'test']), prefix, which, usage);
+  await usageError(t, await runCli(['recover', '-c', toml, '--discard-local', '--keep-local', 'test']), prefix, which, usage);
   await usageError(t, await runCli(['recover', '-c', toml, '--discard-local']), prefix, 'the resource to recover is required', usage);
   await usageError(t, await runCli(['recover', '-c', toml, '--discard-local', 'test', 'data']), prefix, "unexpected argument 'data'", usage);
   await usageError(t, await runCli(['recover', '-c', toml, '--discard-local', 'nope']), prefix, `'nope' is not a resource of ${toml} (known: test)`, usage);
@@ -278,8 +280,11 @@ t.test('recover: confirmed, it goes through the running supervisor', async (t) =
   const yes = await runCli(['recover', '-c', toml, '--yes', 'test', '--discard-local']);
   t.equal(yes.exitCode, 0);
   t.equal(yes.stderr, '', '--yes asks nothing');
+  const keep = await runCli(['recover', '-c', toml, '--yes', 'test', '--keep-local']);
+  t.equal(keep.exitCode, 0);
   t.same(requests, [
-    { op: 'recover', resource: 'test' },
-    { op: 'recover', resource: 'test' },
+    { op: 'recover', resource: 'test', keep: 'peer' },
+    { op: 'recover', resource: 'test', keep: 'peer' },
+    { op: 'recover', resource: 'test', keep: 'local' },
   ]);
 });

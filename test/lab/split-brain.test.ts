@@ -82,10 +82,11 @@ function resourceReport(report: StatusReport) {
 function expectedWarning(node: LabNode, report: StatusReport, here: string): string {
   const { localChanges, peerChanges } = resourceReport(report);
   const amount = (bytes: number | null) => (bytes === null ? 'an unknown amount' : humanizeBytes(bytes));
+  const keepHere = resourceReport(report).role === 'primary' ? '' : ', then here: carp-hast recover test --keep-local';
   return (
     `Split-brain on test: both nodes wrote while apart. This node (${node}) changed ${amount(localChanges)}, the peer ${amount(peerChanges)}. ` +
-    'To keep this node\'s data, run on the other node: carp-hast recover test --discard-local. ' +
-    `To keep the other node's data, ${here}. The node that runs it receives a full copy.`
+    `To keep this node's data, run on the other node: carp-hast recover test --discard-local${keepHere}. ` +
+    `To keep the other node's data, ${here}. The node that runs --discard-local receives a full copy.`
   );
 }
 

@@ -35,7 +35,8 @@ t.test('parseSupervisorRequest reads every request', async (t) => {
     operator: false,
     wait: false,
   });
-  t.same(parseSupervisorRequest('{"op":"recover","resource":"test"}'), { op: 'recover', resource: 'test' });
+  t.same(parseSupervisorRequest('{"op":"recover","resource":"test","keep":"peer"}'), { op: 'recover', resource: 'test', keep: 'peer' });
+  t.same(parseSupervisorRequest('{"op":"recover","resource":"test","keep":"local"}'), { op: 'recover', resource: 'test', keep: 'local' });
   t.same(parseSupervisorRequest(' {"op":"status"}\r'), { op: 'status' }, 'whitespace and a CR (nc -C) are fine');
 });
 
@@ -60,11 +61,11 @@ t.test('parseSupervisorRequest names what is wrong', async (t) => {
       'invalid request: operator: Invalid input: expected boolean, received string',
     ],
     ['{"op":"switch","role":"primary","wait":true}', 'invalid request: operator: Invalid input: expected boolean, received undefined'],
-    ['{"op":"recover","resource":""}', 'invalid request: resource: Too small: expected string to have >=1 characters'],
-    ['{"op":"recover","resource":5}', 'invalid request: resource: Invalid input: expected string, received number'],
+    ['{"op":"recover","resource":"","keep":"peer"}', 'invalid request: resource: Too small: expected string to have >=1 characters'],
+    ['{"op":"recover","resource":5,"keep":"peer"}', 'invalid request: resource: Invalid input: expected string, received number'],
     ['{"op":"status","extra":1}', 'invalid request: Unrecognized key: "extra"'],
     ['{"op":"status","a":1,"b":2}', 'invalid request: Unrecognized keys: "a", "b"'],
-    ['{"op":"recover","resource":"test","force":true}', 'invalid request: Unrecognized key: "force"'],
+    ['{"op":"recover","resource":"test","keep":"peer","force":true}', 'invalid request: Unrecognized key: "force"'],
   ];
   for (const [line, message] of cases) {
     t.throws(() => parseSupervisorRequest(line), { name: 'ControlRequestError', message }, line.slice(0, 60));
@@ -160,11 +161,11 @@ t.test('status, switch and recover round trips', async (t) => {
     ok: true,
     message: 'switch secondary operator=false wait=true',
   });
-  t.same(await sendSupervisorRequest(path, { op: 'recover', resource: 'test' }, 5_000), { ok: false, message: 'recover test' });
+  t.same(await sendSupervisorRequest(path, { op: 'recover', resource: 'test', keep: 'peer' }, 5_000), { ok: false, message: 'recover test' });
   t.same(requests, [
     { op: 'status' },
     { op: 'switch', role: 'secondary', operator: false, wait: true },
-    { op: 'recover', resource: 'test' },
+    { op: 'recover', resource: 'test', keep: 'peer' },
   ]);
 });
 
@@ -183,7 +184,7 @@ t.test('the socket is root-only; a stale file is replaced, a live socket refused
   const server = await SupervisorControlServer.listen(stale, echo, log);
   t.teardown(() => server.close());
   t.equal(statSync(stale).mode & 0o777, 0o600);
-  t.same(await sendSupervisorRequest(stale, { op: 'recover', resource: 'r' }, 5_000), { ok: false, message: 'recover r' });
+  t.same(await sendSupervisorRequest(stale, { op: 'recover', resource: 'r', keep: 'peer' }, 5_000), { ok: false, message: 'recover r' });
 
   const missing = join(socketDir(t), 'no', 'such', 'dir', 'supervisor.sock');
   await t.rejects(SupervisorControlServer.listen(missing, echo, log), { message: `listening on control socket ${missing}`, cause: { syscall: 'listen' } });
@@ -195,7 +196,7 @@ t.test('a handler that throws gives ok:false with the reason', async (t) => {
       throw new Error('recovering test', { cause: new Error('the engine does not answer') });
     },
   });
-  t.same(await sendSupervisorRequest(path, { op: 'recover', resource: 'test' }, 5_000), {
+  t.same(await sendSupervisorRequest(path, { op: 'recover', resource: 'test', keep: 'peer' }, 5_000), {
     ok: false,
     message: 'recovering test: the engine does not answer',
   });
@@ -231,7 +232,7 @@ t.test('a request sent in pieces is read up to its newline; what follows is igno
 
 t.test('a client that half-closes after its request needs no newline', async (t) => {
   const { path, messages } = await serve(t);
-  const answer = await exchange(path, '{"op":"recover","resource":"test"}', { end: true });
+  const answer = await exchange(path, '{"op":"recover","resource":"test","keep":"peer"}', { end: true });
   t.same(reply(answer.text), { ok: false, message: 'recover test' });
   const silent = await exchange(path, '', { end: true });
   t.same(silent, { text: '', ended: 'end', ms: silent.ms }, 'nothing sent, nothing answered');
@@ -254,18 +255,18 @@ t.test('a request longer than 64 KiB gets an error reply', async (t) => {
   const { path, requests } = await serve(t);
   const tooLong = `the request is longer than ${LIMIT} bytes`;
   // The largest request that fits: exactly LIMIT bytes before the newline.
-  const padding = LIMIT - '{"op":"recover","resource":""}'.length;
-  const largest = `{"op":"recover","resource":"${'r'.repeat(padding)}"}`;
+  const padding = LIMIT - '{"op":"recover","resource":"","keep":"peer"}'.length;
+  const largest = `{"op":"recover","resource":"${'r'.repeat(padding)}","keep":"peer"}`;
   t.equal(Buffer.byteLength(largest), LIMIT);
   t.same(reply((await exchange(path, `${largest}\n`)).text), { ok: false, message: `recover ${'r'.repeat(padding)}` });
 
   t.same(reply((await exchange(path, 'x'.repeat(LIMIT + 1))).text), { ok: false, message: tooLong }, 'no newline within the limit');
-  const oneByteOver = `{"op":"recover","resource":"${'r'.repeat(padding + 1)}"}\n`;
+  const oneByteOver = `{"op":"recover","resource":"${'r'.repeat(padding + 1)}","keep":"peer"}\n`;
   t.same(reply((await exchange(path, oneByteOver)).text), { ok: false, message: tooLong }, 'the newline comes one byte late');
-  const long = `{"op":"recover","resource":"${'r'.repeat(3 * LIMIT)}"}\n`;
+  const long = `{"op":"recover","resource":"${'r'.repeat(3 * LIMIT)}","keep":"peer"}\n`;
   t.same(reply((await exchange(path, long)).text), { ok: false, message: tooLong }, 'a newline far past the limit');
   // 40000 two-byte characters: under the limit in characters, over it in bytes.
-  const wide = `{"op":"recover","resource":"${'é'.repeat(40_000)}"}\n`;
+  const wide = `{"op":"recover","resource":"${'é'.repeat(40_000)}","keep":"peer"}\n`;
   t.same(reply((await exchange(path, wide)).text), { ok: false, message: tooLong }, 'the limit counts bytes');
   t.equal(requests.length, 1, 'only the largest fitting request reached the handler');
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { EngineConfig } from '../../src/config/supervisor-conf.js';
 import { EngineControl, EngineControlError } from '../../src/supervisor/engine-control.js';
 import { isHastctlFailure } from '../../src/supervisor/hastctl-output.js';
-import { recoverDiscardLocal, RecoverRefusedError } from '../../src/supervisor/recover.js';
+import { keptMessage, recoverDiscardLocal, recoverKeepLocal, RecoverRefusedError } from '../../src/supervisor/recover.js';
 import { CMD } from '../../src/engine/nbd-protocol.js';
 import { CLI_DIR } from '../fixtures/cli.js';
 import { hastctl, MiB, pairLayout, startDaemon, waitFor, type PairLayout } from '../fixtures/engine-pair.js';
@@ -117,4 +117,18 @@ t.test('on a secondary: role init, fresh metadata, role secondary', async (t) =>
     'Finished role secondary of test.',
     /^Recovery finished in \d+ ms\.$/,
   ]);
+
+  // b now holds a fresh copy; a keeping its data resets only the split-brain memory of a secondary, and
+  // changes nothing on a primary.
+  await startDaemon(t, layout, 'a');
+  await peer.role('secondary', ['test']);
+  const kept = await recoverKeepLocal(peer, 'test', log);
+  t.same(kept.steps.map((s) => [s.name, s.outcome]), [['role init', 'done'], ['role secondary', 'done']]);
+  t.equal(keptMessage('test', kept), 'test keeps this node\'s data and may be promoted again; the peer must have run --discard-local.');
+  await peer.role('primary', ['test']);
+  const primary = await recoverKeepLocal(peer, 'test', log);
+  t.same(primary.steps, [], 'nothing to do on a primary');
+  t.equal(await roleOf(peer), 'primary');
+  t.match(keptMessage('test', primary), /^test is primary here and keeps its data/);
+  await t.rejects(recoverKeepLocal(peer, 'nope', log), { message: 'the engine does not know resource nope' });
 });

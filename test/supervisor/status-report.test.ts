@@ -385,12 +385,12 @@ t.test('split-brain on a secondary: which node holds which changes, how to recov
   t.same(json.resources[1], { name: 'data', role: 'secondary', status: 'split-brain', dirty: 0, splitBrain: true, localChanges: null, peerChanges: null, device: '-', mounted: '-' }, 'unknown amounts are null in JSON');
   const testWarning =
     'Split-brain on test: both nodes wrote while apart. This node (b) changed 3.0MB, the peer 12MB. ' +
-    'To keep this node\'s data, run on the other node: carp-hast recover test --discard-local. ' +
-    'To keep the other node\'s data, run it here. The node that runs it receives a full copy.';
+    'To keep this node\'s data, run on the other node: carp-hast recover test --discard-local, then here: carp-hast recover test --keep-local. ' +
+    'To keep the other node\'s data, run it here. The node that runs --discard-local receives a full copy.';
   const dataWarning =
     'Split-brain on data: both nodes wrote while apart. This node (b) changed an unknown amount, the peer an unknown amount. ' +
-    'To keep this node\'s data, run on the other node: carp-hast recover data --discard-local. ' +
-    'To keep the other node\'s data, run it here. The node that runs it receives a full copy.';
+    'To keep this node\'s data, run on the other node: carp-hast recover data --discard-local, then here: carp-hast recover data --keep-local. ' +
+    'To keep the other node\'s data, run it here. The node that runs --discard-local receives a full copy.';
   t.strictSame(report.warnings, [testWarning, dataWarning]);
   t.equal(
     formatStatusReport(report),
@@ -436,6 +436,6 @@ t.test('split-brain on a primary: its own data is given up only once CARP has ma
   t.strictSame(report.warnings, [
     'Split-brain on data: both nodes wrote while apart. This node (b) changed 0B, the peer an unknown amount. ' +
       'To keep this node\'s data, run on the other node: carp-hast recover data --discard-local. ' +
-      'To keep the other node\'s data, run it here once CARP has made this node secondary. The node that runs it receives a full copy.',
+      'To keep the other node\'s data, run it here once CARP has made this node secondary. The node that runs --discard-local receives a full copy.',
   ]);
 });
