@@ -174,7 +174,8 @@ export class SupervisorDaemon {
     this.devd.start();
   }
 
-  // hastd reports a split-brain only in its log ("Split-brain condition!", "Split-brain detected, exiting.").
+  // FreeBSD's hastd reports a split-brain only in its log ("Split-brain condition!", "Split-brain detected,
+  // exiting."); the built-in engine also says so in hastctl status, and its line only makes the reconcile early.
   private watchEngineLine(line: FoldedLine): void {
     const resource = line.fields['resource'];
     if (typeof resource !== 'string' || !/split-brain/i.test(line.msg)) return;
