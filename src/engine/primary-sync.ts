@@ -36,7 +36,7 @@ export interface SynchronizerOptions {
 
 // Chunks in flight while the device is idle (hastd copies one at a time), and while the application is busy.
 export const SYNC_WINDOW = 8;
-export const SYNC_WINDOW_BUSY = 1;
+export const SYNC_WINDOW_BUSY = 2;
 
 // How often a running sync logs its progress, unless told otherwise.
 export const PROGRESS_INTERVAL_MS = 10_000;
@@ -196,7 +196,7 @@ export class Synchronizer {
     this.options.completed();
   }
 
-  // Chunks in flight: several while the device is idle, one while the application has requests in flight,
+  // Chunks in flight: several while the device is idle, fewer while the application has requests in flight,
   // so that its I/O keeps a fair share of both disks and the link.
   private window(): number {
     return this.options.applicationBusy() ? SYNC_WINDOW_BUSY : SYNC_WINDOW;
