@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_HAST_CONF, loadHastConf } from '../config/hast-conf.js';
 import { localNodeIdentity } from '../config/node-identity.js';
 import { describeError, ExitError } from '../common/errors.js';
+import { expandNumber } from '../common/expand-number.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { EX_OSERR, EX_USAGE } from '../common/sysexits.js';
 import { Engine } from '../engine/engine.js';
@@ -14,14 +15,15 @@ import { wantsHelp, type Command } from './command.js';
 import { serveUntilSignalled } from './signals.js';
 
 const USAGE = `usage: carp-hast hastd [-dFh] [-c config] [-n node] [-P pidfile] [--run-dir DIR] [--log-format text|json]
-                      [--no-attach]
+                      [--no-attach] [--sync-rate RATE]
 
 The built-in HAST engine. -F stays in the foreground and logs to stderr (text lines by default, JSON for a
 supervising process); without -F it detaches, logs JSON to <run-dir>/hastd.log and writes the pid file.
 -d (repeatable) raises the log level. -n picks hast.conf's 'on' blocks by node name instead of the hostname.
 SIGHUP reloads hast.conf (the old configuration stays if the new one is invalid); SIGTERM stops cleanly.
 A primary's device is served over NBD at <run-dir>/<name>.nbd and, when run as root on Linux, attached as
-/dev/hast/<name>; --no-attach keeps it to NBD.
+/dev/hast/<name>; --no-attach keeps it to NBD. --sync-rate caps each resource's resynchronisation at RATE
+bytes per second (e.g. 50M; default: no cap, the sync only steps back while the application is busy).
 `;
 
 export const DEFAULT_RUN_DIR = '/var/run/carp-hast';
@@ -36,6 +38,7 @@ const OPTIONS = {
   'run-dir': { type: 'string' },
   'log-format': { type: 'string' },
   'no-attach': { type: 'boolean' },
+  'sync-rate': { type: 'string' },
 } as const;
 
 // `carp-hast hastd`: the built-in replication engine, compatible with hastd(8).
@@ -52,6 +55,10 @@ export const hastdCommand: Command = {
     const format = values['log-format'] ?? 'text';
     if (format !== 'text' && format !== 'json') throw new ExitError(`--log-format must be text or json, not '${format}'`, EX_USAGE);
     const runDir = resolve(values['run-dir'] ?? DEFAULT_RUN_DIR);
+    const syncRate = values['sync-rate'] === undefined ? undefined : expandNumber(values['sync-rate']);
+    if (syncRate === undefined && values['sync-rate'] !== undefined) {
+      throw new ExitError(`--sync-rate takes bytes per second (e.g. 50M), not '${values['sync-rate']}'`, EX_USAGE);
+    }
     if (!values.foreground) return detach(args, runDir);
     const debug = values.debug?.length ?? 0;
     const log = createLogger({ name: 'hastd', level: debug >= 2 ? 'trace' : debug === 1 ? 'debug' : 'info', format });
@@ -62,7 +69,7 @@ export const hastdCommand: Command = {
     const pidfile = values.pidfile === undefined ? undefined : await Pidfile.acquire(values.pidfile);
     let engine: Engine;
     try {
-      engine = await Engine.start(config, { log, runDir, attach: !values['no-attach'] });
+      engine = await Engine.start(config, { log, runDir, attach: !values['no-attach'], syncRate: syncRate || undefined });
     } catch (error) {
       await pidfile?.release();
       throw error;

@@ -18,6 +18,8 @@ export interface EngineOptions {
   runDir: string;
   // Whether to make /dev/hast/<name> for primaries when the machine allows (default true).
   attach?: boolean;
+  // Bytes per second each resource's resynchronisation may copy (default: no cap).
+  syncRate?: number;
 }
 
 function addressOf(control: string): string {
@@ -156,6 +158,6 @@ export class Engine implements ControlTarget {
   }
 
   private newResource(resource: HastConfig['resources'][number]): ManagedResource {
-    return new ManagedResource(resource, { log: this.log, hooks: this.hooks, exportPolicy: this.exportPolicy });
+    return new ManagedResource(resource, { log: this.log, hooks: this.hooks, exportPolicy: this.exportPolicy, syncRate: this.options.syncRate });
   }
 }

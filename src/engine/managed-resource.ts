@@ -16,6 +16,8 @@ export interface ResourceServices {
   log: Logger;
   hooks: HookRunner;
   exportPolicy: ExportPolicy;
+  // Bytes per second a primary's resynchronisation may copy (default: no cap).
+  syncRate?: number;
 }
 
 // One hast.conf resource inside the engine: its role and the worker serving that role. hastd forks a worker
@@ -123,7 +125,7 @@ export class ManagedResource implements SecondaryTarget {
 
   private async startPrimary(): Promise<void> {
     try {
-      this.primary = await PrimaryWorker.start(this.resource, this.workerContext());
+      this.primary = await PrimaryWorker.start(this.resource, this.workerContext(), { syncRate: this.services.syncRate });
     } catch (error) {
       this.log.error(`Unable to start the primary worker: ${describeError(error)}`);
       this.log.warn('Changing resource role back to init.');

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describeError } from '../common/errors.js';
 import { humanizeBytes } from '../common/humanize.js';
 import type { Logger } from '../common/log.js';
@@ -32,6 +33,8 @@ export interface SynchronizerOptions {
   onEvent(event: WorkerEvent): void;
   // Milliseconds between progress lines (default PROGRESS_INTERVAL_MS).
   progressIntervalMs?: number;
+  // Bytes per second the sync may copy (default: no cap), for links the application needs more than the sync.
+  rateBytesPerSecond?: number;
 }
 
 // Chunks in flight while the device is idle (hastd copies one at a time), and while the application is busy.
@@ -121,6 +124,7 @@ export class Synchronizer {
     const extents = new Map<number, ExtentCopy>();
     const inFlight = new Set<Promise<void>>();
     let announced = false;
+    const pace = new SyncPace(this.options.rateBytesPerSecond);
     // Extents with a failed chunk that the cursor has left: marked again at the end of the pass, so that this
     // pass does not come back to them.
     const left: number[] = [];
@@ -146,6 +150,7 @@ export class Synchronizer {
       }
       const range = step.range;
       if (range === undefined) break;
+      await pace.take(range.length);
       if (!announced) {
         log.info(`Synchronization started. ${humanizeBytes(map.dirtyBytes())} to go.`);
         onEvent('syncstart');
@@ -260,6 +265,25 @@ export class Synchronizer {
     const offset = extent * extentsize;
     await store.markNeedSync(offset, Math.min(extentsize, datasize - offset));
     await store.extentSynced(extent);
+  }
+}
+
+// Spaces chunks so that a pass copies at most `rate` bytes per second (no cap when undefined).
+class SyncPace {
+  private readonly rate: number | undefined;
+  private next = Date.now();
+
+  constructor(rate: number | undefined) {
+    this.rate = rate;
+  }
+
+  // Resolves when `bytes` more may be copied.
+  async take(bytes: number): Promise<void> {
+    if (this.rate === undefined) return;
+    const now = Date.now();
+    const start = Math.max(this.next, now);
+    this.next = start + (bytes / this.rate) * 1000;
+    if (start > now) await sleep(start - now);
   }
 }
 

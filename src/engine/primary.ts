@@ -33,6 +33,8 @@ export interface PrimaryOptions {
   reconnectMs?: number;
   // Time between a running sync's progress lines.
   syncProgressMs?: number;
+  // Bytes per second the sync may copy (default: no cap).
+  syncRate?: number;
 }
 
 // One resource in the primary role: the local component, its activemap and counters, the link to the
@@ -118,6 +120,7 @@ export class PrimaryWorker {
       completed: () => (this.syncSource = undefined),
       applicationBusy: () => this.io.busy,
       progressIntervalMs: options.syncProgressMs,
+      rateBytesPerSecond: options.syncRate,
       log: ctx.log,
       onEvent: ctx.onEvent,
     });

@@ -228,6 +228,9 @@ t.test('configuration and usage errors exit 78 and 64', async (t) => {
   t.match(bad.stderr, `${layout.conf}:`);
   const usage = await runCli(['hastd', '-F', '--frob']);
   t.equal(usage.exitCode, 64);
+  const rate = await runCli(['hastd', '-F', '--sync-rate', 'fast']);
+  t.equal(rate.exitCode, 64);
+  t.match(rate.stderr, "--sync-rate takes bytes per second (e.g. 50M), not 'fast'");
 });
 
 t.test('without -F the engine detaches, writes its pid file and logs JSON in the run directory', async (t) => {

@@ -98,6 +98,14 @@ t.test('several chunks are in flight, and a running sync logs its progress with 
   t.equal(primary.status().dirty, 0);
 });
 
+t.test('--sync-rate caps the copy', async (t) => {
+  const { context } = await fullSyncPair(t, { primary: { syncRate: 8 * 1024 * 1024 } });
+  const started = Date.now();
+  await waitFor('the sync', () => context.events.includes('syncdone'));
+  // 4 MiB at 8 MiB/s: the last 128 KiB chunk may start no earlier than 0.48 s after the first.
+  t.ok(Date.now() - started >= 450, `took ${Date.now() - started} ms`);
+});
+
 t.test('a chunk that cannot be read stays dirty', async (t) => {
   const local = faultyOpener();
   const dir = await scratchDir(t);

@@ -94,26 +94,29 @@ t.test('after an outage only the extents written meanwhile travel, then the node
   const { layout, relays, daemons } = await syncedPair(t);
   const a = await device(t, layout, 'a');
   await a.write(0, pattern(1, 64 * 1024));
+  await a.write(30 * EXTENT, pattern(5, 128 * 1024));
   daemons.b.process.kill('SIGKILL');
   await daemons.b.process;
-  // D: writes inside extents 5 and 9, and one across the boundary of extents 20 and 21.
+  // D: writes inside extents 5 and 9, one across the boundary of extents 20 and 21, and a trim in extent 30.
   await a.write(5 * EXTENT + 4096, pattern(2, 4096));
   await a.write(9 * EXTENT, pattern(3, 128 * 1024));
   await a.write(21 * EXTENT - 64 * 1024, pattern(4, 128 * 1024));
+  await a.trim(30 * EXTENT, 128 * 1024);
   const degraded = await listed(layout, 'a');
   t.equal(degraded.status, 'degraded');
-  t.equal(degraded.dirty, 4 * EXTENT, 'the four touched extents are dirty');
+  t.equal(degraded.dirty, 5 * EXTENT, 'the five touched extents are dirty');
 
   relays.a.forwarded = 0;
   daemons.b = await startDaemon(t, layout, 'b');
   await role(t, layout, 'b', 'secondary');
   await waitFor('the resync', async () => (await listed(layout, 'a')).dirty === 0);
   const sent = relays.a.forwarded;
-  t.ok(sent >= 4 * EXTENT, `at least the dirty extents were sent (${sent} bytes)`);
-  t.ok(sent <= 4 * EXTENT * 1.02 + 16 * 1024, `no more than the dirty extents and protocol overhead were sent (${sent} bytes)`);
-  t.match(daemons.a.output(), /Synchronization complete\. 4\.0MB synchronized in \S+ \(\S+\/sec\)\./);
+  t.ok(sent >= 5 * EXTENT, `at least the dirty extents were sent (${sent} bytes)`);
+  t.ok(sent <= 5 * EXTENT * 1.02 + 16 * 1024, `no more than the dirty extents and protocol overhead were sent (${sent} bytes)`);
+  t.match(daemons.a.output(), /Synchronization complete\. 5\.0MB synchronized in \S+ \(\S+\/sec\)\./);
   const data = await identicalAfterInit(t, layout);
   t.ok(data.subarray(9 * EXTENT, 9 * EXTENT + 128 * 1024).equals(pattern(3, 128 * 1024)), 'the data written during the outage is there');
+  t.ok(data.subarray(30 * EXTENT, 30 * EXTENT + 128 * 1024).equals(Buffer.alloc(128 * 1024)), 'the trim reached b as zeros');
 });
 
 t.test('split-brain: refused on both nodes, nothing moves, and the recovery makes one node a full copy', async (t) => {
