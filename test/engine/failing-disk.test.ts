@@ -4,9 +4,9 @@ import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { METADATA_SIZE, decodeMetadata } from '../../src/engine/metadata.js';
 import { hastctl, MiB, pairLayout, startDaemon, waitFor, type PairLayout } from '../fixtures/engine-pair.js';
 import { NbdBlockClient } from '../fixtures/nbd-block-client.js';
+import { dataOf, metadataOf, pattern } from '../fixtures/replication-pair.js';
 
 const BAD_SIZE = 64 * 1024;
 
@@ -53,17 +53,7 @@ async function failingComponent(t: Test, dir: string, backing: string, bad: { re
   return file;
 }
 
-function dataArea(path: string): Buffer {
-  const file = readFileSync(path);
-  const metadata = decodeMetadata(file.subarray(0, METADATA_SIZE), { path, resource: 'test' });
-  return file.subarray(Number(metadata.localoff));
-}
 
-function pattern(seed: number, size: number): Buffer {
-  const buffer = Buffer.alloc(size);
-  for (let i = 0; i < size; i += 4) buffer.writeUInt32LE((seed * 2654435761 + i * 40503) >>> 0, i);
-  return buffer;
-}
 
 async function role(t: Test, layout: PairLayout, node: 'a' | 'b', wanted: string): Promise<void> {
   const result = await hastctl(layout, node, 'role', wanted, 'test');
@@ -76,7 +66,7 @@ t.test(
   async (t) => {
     const layout = await pairLayout(t, 'fullsync');
     for (const node of ['a', 'b'] as const) t.equal((await hastctl(layout, node, 'create', '-e', '1M', 'test')).exitCode, 0);
-    const localoff = Number(decodeMetadata(readFileSync(layout.local.a).subarray(0, METADATA_SIZE), { path: layout.local.a, resource: 'test' }).localoff);
+    const localoff = Number((await metadataOf(layout.local.a, 'test')).localoff);
     const readAt = 3 * MiB;
     const writeAt = 5 * MiB;
     const component = await failingComponent(t, layout.dir, layout.local.a, { read: localoff + readAt, write: localoff + writeAt });
@@ -91,12 +81,12 @@ t.test(
     t.teardown(() => device.close());
 
     // Writing where reads fail works; writing where writes fail is taken by the peer.
-    await device.write(readAt, pattern(1, 128 * 1024));
-    await device.write(writeAt, pattern(2, 128 * 1024));
+    await device.write(readAt, pattern(128 * 1024, 1));
+    await device.write(writeAt, pattern(128 * 1024, 2));
     await device.flush();
-    t.ok((await device.read(readAt, 128 * 1024)).equals(pattern(1, 128 * 1024)), 'a failed local read is served by the peer');
-    t.ok((await device.read(writeAt, 128 * 1024)).equals(pattern(2, 128 * 1024)), 'a failed local write reads back from the peer');
-    t.ok((await device.read(writeAt + 64 * 1024, 4096)).equals(pattern(2, 128 * 1024).subarray(64 * 1024, 68 * 1024)));
+    t.ok((await device.read(readAt, 128 * 1024)).equals(pattern(128 * 1024, 1)), 'a failed local read is served by the peer');
+    t.ok((await device.read(writeAt, 128 * 1024)).equals(pattern(128 * 1024, 2)), 'a failed local write reads back from the peer');
+    t.ok((await device.read(writeAt + 64 * 1024, 4096)).equals(pattern(128 * 1024, 2).subarray(64 * 1024, 68 * 1024)));
 
     const list = (await hastctl(layout, 'a', 'list', 'test')).stdout;
     t.match(list, /^ {2}status: degraded$/m, 'loudly degraded');
@@ -107,10 +97,10 @@ t.test(
     device.close();
     await role(t, layout, 'a', 'init');
     await role(t, layout, 'b', 'init');
-    const secondary = dataArea(layout.local.b);
-    t.ok(secondary.subarray(readAt, readAt + 128 * 1024).equals(pattern(1, 128 * 1024)), 'the secondary holds the first write');
-    t.ok(secondary.subarray(writeAt, writeAt + 128 * 1024).equals(pattern(2, 128 * 1024)), 'the secondary holds the second write');
-    const recorded = decodeMetadata(readFileSync(layout.local.a).subarray(0, METADATA_SIZE), { path: layout.local.a, resource: 'test' });
+    const secondary = await dataOf(layout.local.b, 'test');
+    t.ok(secondary.subarray(readAt, readAt + 128 * 1024).equals(pattern(128 * 1024, 1)), 'the secondary holds the first write');
+    t.ok(secondary.subarray(writeAt, writeAt + 128 * 1024).equals(pattern(128 * 1024, 2)), 'the secondary holds the second write');
+    const recorded = await metadataOf(layout.local.a, 'test');
     t.same(recorded.peerExtents, [5], "a's metadata says extent 5 is only on the peer");
   },
 );

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { LzfError, lzfCompress, lzfDecompress } from '../../src/engine/lzf.js';
+import { noise } from '../fixtures/noise.js';
 
 const KiB = 1024;
 
@@ -13,18 +14,6 @@ function roomFor(length: number): number {
   return length + Math.ceil(length / 32) + 1;
 }
 
-// Deterministic bytes from a seed (xorshift32).
-function noise(length: number, seed: number): Buffer {
-  const buffer = Buffer.alloc(length);
-  let state = seed | 1;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    buffer[i] = state & 0xff;
-  }
-  return buffer;
-}
 
 // Data of the kinds a disk holds: noise, a short pattern repeated, zeroes, and text-like runs with repeats.
 const dataKind = fc.constantFrom('noise', 'pattern', 'zeroes', 'mixed');

@@ -7,21 +7,10 @@ import { ProtocolError } from '../../src/engine/hast-proto.js';
 import { lzfCompress } from '../../src/engine/lzf.js';
 import { Nv } from '../../src/engine/nv.js';
 import { LZF_MIN_SIZE, decodePayload, encodePayload, type PayloadEncoding } from '../../src/engine/payload-codec.js';
+import { noise } from '../fixtures/noise.js';
 
 const KiB = 1024;
 
-// Deterministic bytes that do not compress (xorshift32).
-function noise(length: number, seed: number): Buffer {
-  const buffer = Buffer.alloc(length);
-  let state = seed | 1;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    buffer[i] = state & 0xff;
-  }
-  return buffer;
-}
 
 // `noise` bytes of noise, then zeroes up to `length`: compresses to about `noise` bytes.
 function partlyNoise(length: number, noiseLength: number): Buffer {

@@ -3,9 +3,9 @@
 import t, { type Test } from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { METADATA_SIZE, decodeMetadata } from '../../src/engine/metadata.js';
 import { hastctl, MiB, pairLayout, startDaemon, waitFor, type DaemonProcess, type PairLayout } from '../fixtures/engine-pair.js';
 import { NbdBlockClient } from '../fixtures/nbd-block-client.js';
+import { dataOf, pattern } from '../fixtures/replication-pair.js';
 import { TcpRelay } from '../fixtures/tcp-relay.js';
 
 type NodeName = 'a' | 'b';
@@ -57,17 +57,7 @@ async function device(t: Test, layout: PairLayout, node: NodeName): Promise<NbdB
   return client;
 }
 
-function dataArea(path: string): Buffer {
-  const file = readFileSync(path);
-  const metadata = decodeMetadata(file.subarray(0, METADATA_SIZE), { path, resource: 'test' });
-  return file.subarray(Number(metadata.localoff));
-}
 
-function pattern(seed: number, size: number): Buffer {
-  const buffer = Buffer.alloc(size);
-  for (let i = 0; i < size; i += 4) buffer.writeUInt32LE((seed * 2654435761 + i * 40503) >>> 0, i);
-  return buffer;
-}
 
 // Both nodes up, a primary and in sync with b.
 async function syncedPair(t: Test) {
@@ -85,22 +75,22 @@ async function syncedPair(t: Test) {
 async function identicalAfterInit(t: Test, layout: PairLayout): Promise<Buffer> {
   await role(t, layout, 'a', 'init');
   await role(t, layout, 'b', 'init');
-  const a = dataArea(layout.local.a);
-  t.ok(a.equals(dataArea(layout.local.b)), 'the data areas are byte-identical');
+  const a = await dataOf(layout.local.a, 'test');
+  t.ok(a.equals(await dataOf(layout.local.b, 'test')), 'the data areas are byte-identical');
   return a;
 }
 
 t.test('after an outage only the extents written meanwhile travel, then the nodes are identical', async (t) => {
   const { layout, relays, daemons } = await syncedPair(t);
   const a = await device(t, layout, 'a');
-  await a.write(0, pattern(1, 64 * 1024));
-  await a.write(30 * EXTENT, pattern(5, 128 * 1024));
+  await a.write(0, pattern(64 * 1024, 1));
+  await a.write(30 * EXTENT, pattern(128 * 1024, 5));
   daemons.b.process.kill('SIGKILL');
   await daemons.b.process;
   // D: writes inside extents 5 and 9, one across the boundary of extents 20 and 21, and a trim in extent 30.
-  await a.write(5 * EXTENT + 4096, pattern(2, 4096));
-  await a.write(9 * EXTENT, pattern(3, 128 * 1024));
-  await a.write(21 * EXTENT - 64 * 1024, pattern(4, 128 * 1024));
+  await a.write(5 * EXTENT + 4096, pattern(4096, 2));
+  await a.write(9 * EXTENT, pattern(128 * 1024, 3));
+  await a.write(21 * EXTENT - 64 * 1024, pattern(128 * 1024, 4));
   await a.trim(30 * EXTENT, 128 * 1024);
   const degraded = await listed(layout, 'a');
   t.equal(degraded.status, 'degraded');
@@ -115,27 +105,27 @@ t.test('after an outage only the extents written meanwhile travel, then the node
   t.ok(sent <= 5 * EXTENT * 1.02 + 16 * 1024, `no more than the dirty extents and protocol overhead were sent (${sent} bytes)`);
   t.match(daemons.a.output(), /Synchronization complete\. 5\.0MB synchronized in \S+ \(\S+\/sec\)\./);
   const data = await identicalAfterInit(t, layout);
-  t.ok(data.subarray(9 * EXTENT, 9 * EXTENT + 128 * 1024).equals(pattern(3, 128 * 1024)), 'the data written during the outage is there');
+  t.ok(data.subarray(9 * EXTENT, 9 * EXTENT + 128 * 1024).equals(pattern(128 * 1024, 3)), 'the data written during the outage is there');
   t.ok(data.subarray(30 * EXTENT, 30 * EXTENT + 128 * 1024).equals(Buffer.alloc(128 * 1024)), 'the trim reached b as zeros');
 });
 
 t.test('split-brain: refused on both nodes, nothing moves, and the recovery makes one node a full copy', async (t) => {
   const { layout, relays, daemons } = await syncedPair(t);
   const a = await device(t, layout, 'a');
-  await a.write(0, pattern(1, 128 * 1024));
+  await a.write(0, pattern(128 * 1024, 1));
   relays.a.partition();
   relays.b.partition();
   await waitFor('a to notice', async () => (await listed(layout, 'a')).status === 'degraded');
   // Both nodes act as primary while apart and both write.
-  await a.write(2 * EXTENT, pattern(2, 128 * 1024));
-  await a.write(3 * EXTENT, pattern(3, 128 * 1024));
+  await a.write(2 * EXTENT, pattern(128 * 1024, 2));
+  await a.write(3 * EXTENT, pattern(128 * 1024, 3));
   await role(t, layout, 'b', 'primary');
   const b = await device(t, layout, 'b');
-  await b.write(7 * EXTENT, pattern(7, 4096));
+  await b.write(7 * EXTENT, pattern(4096, 7));
   await b.flush();
   b.close();
   await role(t, layout, 'b', 'secondary');
-  const before = { a: Buffer.from(dataArea(layout.local.a)), b: Buffer.from(dataArea(layout.local.b)) };
+  const before = { a: Buffer.from(await dataOf(layout.local.a, 'test')), b: Buffer.from(await dataOf(layout.local.b, 'test')) };
 
   relays.a.heal();
   relays.b.heal();
@@ -149,8 +139,8 @@ t.test('split-brain: refused on both nodes, nothing moves, and the recovery make
   t.same(readFileSync(layout.hookLog.a, 'utf8').match(/^split-brain test$/gm), ['split-brain test'], 'the hook ran once on a');
   t.match(readFileSync(layout.hookLog.b, 'utf8'), /^split-brain test$/m);
   await a.flush();
-  t.ok(dataArea(layout.local.b).equals(before.b), "b's data did not move");
-  t.ok(dataArea(layout.local.a).subarray(7 * EXTENT, 8 * EXTENT).equals(before.a.subarray(7 * EXTENT, 8 * EXTENT)), "b's change did not reach a");
+  t.ok((await dataOf(layout.local.b, 'test')).equals(before.b), "b's data did not move");
+  t.ok((await dataOf(layout.local.a, 'test')).subarray(7 * EXTENT, 8 * EXTENT).equals(before.a.subarray(7 * EXTENT, 8 * EXTENT)), "b's change did not reach a");
 
   // The documented recovery on b: its changes are discarded and it receives a full copy of a.
   await role(t, layout, 'b', 'init');
@@ -163,17 +153,17 @@ t.test('split-brain: refused on both nodes, nothing moves, and the recovery make
   });
   t.equal((await listed(layout, 'a')).splitBrain, undefined, 'split-brain is over');
   const data = await identicalAfterInit(t, layout);
-  t.ok(data.subarray(2 * EXTENT, 2 * EXTENT + 128 * 1024).equals(pattern(2, 128 * 1024)), "a's data won");
+  t.ok(data.subarray(2 * EXTENT, 2 * EXTENT + 128 * 1024).equals(pattern(128 * 1024, 2)), "a's data won");
 });
 
 t.test('a stale node promoted reads the fresh data from its peer while the sync runs', async (t) => {
   const { layout, relays, daemons } = await syncedPair(t);
   const a = await device(t, layout, 'a');
-  await a.write(0, pattern(1, 128 * 1024));
+  await a.write(0, pattern(128 * 1024, 1));
   daemons.b.process.kill('SIGKILL');
   await daemons.b.process;
   // Fresh data only a holds: 16 extents, and a marker to read back.
-  for (let extent = 10; extent < 26; extent++) await a.write(extent * EXTENT, pattern(extent, 128 * 1024));
+  for (let extent = 10; extent < 26; extent++) await a.write(extent * EXTENT, pattern(128 * 1024, extent));
   await a.flush();
   a.close();
   await role(t, layout, 'a', 'secondary');
@@ -184,15 +174,15 @@ t.test('a stale node promoted reads the fresh data from its peer while the sync 
   await role(t, layout, 'b', 'primary');
   await waitFor('b to connect', async () => (await listed(layout, 'b')).status === 'complete');
   const b = await device(t, layout, 'b');
-  t.ok((await b.read(25 * EXTENT, 128 * 1024)).equals(pattern(25, 128 * 1024)), 'the last extent reads fresh');
-  t.ok((await b.read(10 * EXTENT, 4096)).equals(pattern(10, 4096)), 'the first extent reads fresh');
+  t.ok((await b.read(25 * EXTENT, 128 * 1024)).equals(pattern(128 * 1024, 25)), 'the last extent reads fresh');
+  t.ok((await b.read(10 * EXTENT, 4096)).equals(pattern(4096, 10)), 'the first extent reads fresh');
   t.ok((await listed(layout, 'b')).dirty > 0, 'the sync was still running');
   relays.b.throttle(0);
   await waitFor('the sync from a', async () => (await listed(layout, 'b')).dirty === 0, 60_000);
   t.match(daemons.b.output(), /Synchronization complete\./);
   b.close();
   const data = await identicalAfterInit(t, layout);
-  t.ok(data.subarray(17 * EXTENT, 17 * EXTENT + 128 * 1024).equals(pattern(17, 128 * 1024)));
+  t.ok(data.subarray(17 * EXTENT, 17 * EXTENT + 128 * 1024).equals(pattern(128 * 1024, 17)));
 });
 
 t.test('an interrupted sync resumes where it stopped; SIGKILL of the primary mid-sync still ends identical', async (t) => {
@@ -200,7 +190,7 @@ t.test('an interrupted sync resumes where it stopped; SIGKILL of the primary mid
   const a = await device(t, layout, 'a');
   daemons.b.process.kill('SIGKILL');
   await daemons.b.process;
-  for (let extent = 0; extent < 24; extent++) await a.write(extent * EXTENT, pattern(100 + extent, 128 * 1024));
+  for (let extent = 0; extent < 24; extent++) await a.write(extent * EXTENT, pattern(128 * 1024, 100 + extent));
   t.equal((await listed(layout, 'a')).dirty, 24 * EXTENT);
 
   relays.a.throttle(4 * MiB);
@@ -227,5 +217,5 @@ t.test('an interrupted sync resumes where it stopped; SIGKILL of the primary mid
     return listing.status === 'complete' && listing.dirty === 0;
   }, 60_000);
   const data = await identicalAfterInit(t, layout);
-  t.ok(data.subarray(23 * EXTENT, 23 * EXTENT + 128 * 1024).equals(pattern(123, 128 * 1024)));
+  t.ok(data.subarray(23 * EXTENT, 23 * EXTENT + 128 * 1024).equals(pattern(128 * 1024, 123)));
 });
