@@ -144,9 +144,9 @@ export class Synchronizer {
       if (!this.current(generation)) break;
       const step = map.syncOffset();
       if (step.finishedExtent !== undefined) {
-        const left = extents.get(step.finishedExtent) ?? { outstanding: 0, failed: false, handedOut: false, fromPeer: false };
-        left.handedOut = true;
-        await settle(step.finishedExtent, left);
+        const leaving = extents.get(step.finishedExtent) ?? { outstanding: 0, failed: false, handedOut: false, fromPeer: false };
+        leaving.handedOut = true;
+        await settle(step.finishedExtent, leaving);
       }
       const range = step.range;
       if (range === undefined) break;
