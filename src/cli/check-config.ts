@@ -7,7 +7,7 @@ import {
   type SupervisorConfig,
 } from '../config/supervisor-conf.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 
 const USAGE = `usage: carp-hast check-config [-c hast.conf] [-s carp-hast.toml] [-n node] [--json]
 
@@ -22,10 +22,6 @@ export const checkConfigCommand: Command = {
   name: 'check-config',
   usage: USAGE,
   async run(args) {
-    if (wantsHelp(args)) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const { values } = parseCommandArgs(
       args,
       {

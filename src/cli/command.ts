@@ -11,13 +11,13 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-// True when the arguments ask for help, which every command answers the same way.
-export function wantsHelp(args: string[]): boolean {
-  return args.includes('--help') || args.includes('-h');
-}
-
 // Runs a command, mapping its errors to sysexits codes; never shows a stack trace for expected failures.
+// -h and --help anywhere print the command's usage, the same way for every command.
 export async function runCommand(command: Command, args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(command.usage);
+    return 0;
+  }
   try {
     return await command.run(args);
   } catch (error) {

@@ -23,7 +23,6 @@ const COMMON_OPTIONS = {
   config: { type: 'string', short: 'c' },
   debug: { type: 'boolean', short: 'd', multiple: true },
   node: { type: 'string', short: 'n' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
 const CREATE_OPTIONS = {
@@ -102,11 +101,6 @@ function isRole(word: string | undefined): word is HastRole {
   return word !== undefined && Object.hasOwn(ROLE_CODES, word);
 }
 
-function printUsage(): number {
-  process.stdout.write(USAGE);
-  return 0;
-}
-
 async function loadConfig(values: { config?: string; node?: string }): Promise<HastConfig> {
   return loadHastConf(values.config ?? DEFAULT_HAST_CONF, await localNodeIdentity(values.node));
 }
@@ -117,11 +111,9 @@ export const hastctlCommand: Command = {
   usage: USAGE,
   async run(args) {
     const [verb, ...rest] = args;
-    if (verb === '-h' || verb === '--help') return printUsage();
     switch (verb) {
       case 'create': {
         const { values, positionals } = parseCommandArgs(rest, CREATE_OPTIONS);
-        if (values.help) return printUsage();
         if (positionals.length === 0) throw new UsageError('create needs at least one resource name');
         const options = {
           extentsize: sizeOption(values.extentsize, 'extentsize'),
@@ -135,7 +127,6 @@ export const hastctlCommand: Command = {
       }
       case 'dump': {
         const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
-        if (values.help) return printUsage();
         const config = await loadConfig(values);
         return forEachResource(config, positionals, async (resource) => {
           process.stdout.write(formatDump(await readComponentMetadata(resource)));
@@ -143,7 +134,6 @@ export const hastctlCommand: Command = {
       }
       case 'role': {
         const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
-        if (values.help) return printUsage();
         const [role, ...names] = positionals;
         if (!isRole(role)) throw new UsageError('role needs init, primary or secondary, then resource names or all');
         if (names.length === 0) throw new UsageError('role needs at least one resource name (or all)');
@@ -152,7 +142,6 @@ export const hastctlCommand: Command = {
       case 'list':
       case 'status': {
         const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
-        if (values.help) return printUsage();
         return showStatus(await loadConfig(values), positionals, verb === 'list' ? formatList : formatStatus);
       }
       case undefined:

@@ -11,7 +11,7 @@ import { EX_OSERR, EX_USAGE } from '../common/sysexits.js';
 import { Engine } from '../engine/engine.js';
 import { Pidfile } from '../engine/pidfile.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 import { serveUntilSignalled } from './signals.js';
 
 const USAGE = `usage: carp-hast hastd [-dFh] [-c config] [-n node] [-P pidfile] [--run-dir DIR] [--log-format text|json]
@@ -32,7 +32,6 @@ const OPTIONS = {
   config: { type: 'string', short: 'c' },
   debug: { type: 'boolean', short: 'd', multiple: true },
   foreground: { type: 'boolean', short: 'F' },
-  help: { type: 'boolean', short: 'h' },
   node: { type: 'string', short: 'n' },
   pidfile: { type: 'string', short: 'P' },
   'run-dir': { type: 'string' },
@@ -46,10 +45,6 @@ export const hastdCommand: Command = {
   name: 'hastd',
   usage: USAGE,
   async run(args) {
-    if (wantsHelp(args)) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const { values, positionals } = parseCommandArgs(args, OPTIONS);
     if (positionals.length > 0) throw new ExitError(`unexpected argument '${positionals[0]}'`, EX_USAGE);
     const format = values['log-format'] ?? 'text';

@@ -7,7 +7,7 @@ import { EX_NOPERM } from '../common/sysexits.js';
 import { Lab, type LabNode } from '../lab/lab.js';
 import { formatStatusReport } from '../supervisor/status-report.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 
 const USAGE = `usage: carp-hast lab [--size MiB]
 
@@ -26,10 +26,6 @@ export const labCommand: Command = {
   name: 'lab',
   usage: USAGE,
   async run(args) {
-    if (wantsHelp(args)) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const { values, positionals } = parseCommandArgs(args, OPTIONS);
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     const sizeMiB = Number(values.size ?? '64');

@@ -6,7 +6,7 @@ import { sendSupervisorRequest, SupervisorUnavailableError } from '../supervisor
 import { EngineControl, EngineControlError } from '../supervisor/engine-control.js';
 import { keptMessage, recoverDiscardLocal, recoverKeepLocal, RecoverRefusedError } from '../supervisor/recover.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
 const USAGE = `usage: carp-hast recover [-c config] [--yes] <resource> --discard-local | --keep-local
@@ -36,10 +36,6 @@ export const recoverCommand: Command = {
   name: 'recover',
   usage: USAGE,
   async run(args) {
-    if (wantsHelp(args)) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const { values, positionals } = parseCommandArgs(args, OPTIONS);
     const [resource, extra] = positionals;
     if (resource === undefined) throw new UsageError('the resource to recover is required');

@@ -3,7 +3,7 @@ import { EX_SOFTWARE, EX_UNAVAILABLE } from '../common/sysexits.js';
 import { sendSupervisorRequest, SupervisorUnavailableError } from '../supervisor/control-socket.js';
 import { formatStatusReport, type StatusReport } from '../supervisor/status-report.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
 const USAGE = `usage: carp-hast status [-c config] [--json]
@@ -27,10 +27,6 @@ export const statusCommand: Command = {
   name: 'status',
   usage: USAGE,
   async run(args) {
-    if (wantsHelp(args)) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const { values, positionals } = parseCommandArgs(args, OPTIONS);
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     const config = await loadCheckedSupervisorConf(values.config);

@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '../common/log.js';
 import { EX_SOFTWARE, EX_USAGE } from '../common/sysexits.js';
 import { SupervisorDaemon } from '../supervisor/daemon.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 import { serveUntilSignalled } from './signals.js';
 import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
@@ -29,10 +29,6 @@ export const superviseCommand: Command = {
   name: 'supervise',
   usage: USAGE,
   async run(args) {
-    if (wantsHelp(args)) {
-      process.stdout.write(USAGE);
-      return 0;
-    }
     const { values, positionals } = parseCommandArgs(args, OPTIONS);
     if (positionals.length > 0) throw new ExitError(`unexpected argument '${positionals[0]}'`, EX_USAGE);
     const format = values['log-format'] ?? 'json';

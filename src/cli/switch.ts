@@ -8,7 +8,7 @@ import { EngineControl } from '../supervisor/engine-control.js';
 import { Supervisor, type SwitchOutcome } from '../supervisor/supervisor.js';
 import { systemOps } from '../supervisor/system-ops.js';
 import { parseCommandArgs } from './args.js';
-import { wantsHelp, type Command } from './command.js';
+import type { Command } from './command.js';
 import { loadCheckedSupervisorConf } from './supervisor-config.js';
 
 const OPTIONS = {
@@ -41,10 +41,6 @@ function makeSwitchCommand(name: string, operator: boolean): Command {
     ...(name === 'switch' ? {} : { program: name }),
     usage: text,
     async run(args) {
-      if (wantsHelp(args)) {
-        process.stdout.write(text);
-        return 0;
-      }
       const { values, positionals } = parseCommandArgs(args, OPTIONS);
       const [role, extra] = positionals;
       if (role !== 'primary' && role !== 'secondary') throw new UsageError(role === undefined ? 'primary or secondary is required' : `expected primary or secondary, not '${role}'`);

@@ -197,6 +197,9 @@ t.test('usage errors exit 64', async (t) => {
   const help = await runCli(['hastctl', '--help']);
   t.equal(help.exitCode, 0);
   t.match(help.stdout, 'carp-hast hastctl dump');
+  const verbHelp = await runCli(['hastctl', 'create', '-c', '/nonexistent', '-h']);
+  t.equal(verbHelp.exitCode, 0, 'a verb with -h prints the usage, whatever else it got');
+  t.equal(verbHelp.stdout, help.stdout);
 });
 
 // A hast.conf naming `control` for resources the fake daemon knows; their disks are never opened.
