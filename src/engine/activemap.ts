@@ -335,7 +335,8 @@ function firstMarked(bits: Uint8Array): number | undefined {
   return byte * 8 + bit;
 }
 
-function setBit(bits: Uint8Array, index: number): void {
+// Sets an extent's bit in a bitmap image (activemap_bitmap's layout), e.g. one sent to the other node.
+export function setBit(bits: Uint8Array, index: number): void {
   bits[index >> 3] = (bits[index >> 3] ?? 0) | (1 << (index & 7));
 }
 

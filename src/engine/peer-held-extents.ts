@@ -1,5 +1,6 @@
 import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { Activemap } from './activemap.js';
 import { MAX_PEER_EXTENTS } from './metadata.js';
 import type { ResourceComponent } from './resource-component.js';
 
@@ -10,13 +11,13 @@ import type { ResourceComponent } from './resource-component.js';
 // will not be opened again either.
 export class PeerHeldExtents {
   private readonly component: ResourceComponent;
-  private readonly extentsize: number;
+  private readonly map: Activemap;
   private readonly log: Logger;
   private readonly extents: Set<number>;
 
-  constructor(component: ResourceComponent, extentsize: number, log: Logger) {
+  constructor(component: ResourceComponent, map: Activemap, log: Logger) {
     this.component = component;
-    this.extentsize = extentsize;
+    this.map = map;
     this.log = log;
     this.extents = new Set(component.metadata.peerExtents ?? []);
   }
@@ -30,10 +31,15 @@ export class PeerHeldExtents {
     return [...this.extents].sort((a, b) => a - b);
   }
 
+  // True when only the peer holds the extent.
+  has(extent: number): boolean {
+    return this.extents.has(extent);
+  }
+
   // True when the range touches an extent only the peer holds.
   overlaps(offset: number, length: number): boolean {
     if (this.extents.size === 0) return false;
-    const { first, last } = this.range(offset, length);
+    const { first, last } = this.map.extentRange(offset, length);
     for (let extent = first; extent <= last; extent++) if (this.extents.has(extent)) return true;
     return false;
   }
@@ -41,7 +47,7 @@ export class PeerHeldExtents {
   // Records the extents of a range the peer holds; false, with nothing recorded, when that would exceed
   // MAX_PEER_EXTENTS (the disk is failing too widely for the list to help).
   async add(offset: number, length: number): Promise<boolean> {
-    const { first, last } = this.range(offset, length);
+    const { first, last } = this.map.extentRange(offset, length);
     const added: number[] = [];
     for (let extent = first; extent <= last; extent++) if (!this.extents.has(extent)) added.push(extent);
     if (added.length === 0) return true;
@@ -62,9 +68,5 @@ export class PeerHeldExtents {
     } catch (error) {
       this.log.error(`Unable to record the extents only the peer holds: ${describeError(error)}`);
     }
-  }
-
-  private range(offset: number, length: number): { first: number; last: number } {
-    return { first: Math.floor(offset / this.extentsize), last: Math.floor((offset + length - 1) / this.extentsize) };
   }
 }

@@ -82,14 +82,9 @@ export class Synchronizer {
     else this.start();
   }
 
-  // True when an extent of the range has a chunk on its way to the peer, whose copy is therefore not current.
-  copyingToPeer(offset: number, length: number): boolean {
-    if (this.toPeer.size === 0) return false;
-    const { extentsize } = this.options.store.map;
-    for (let extent = Math.floor(offset / extentsize); extent <= Math.floor((offset + length - 1) / extentsize); extent++) {
-      if (this.toPeer.has(extent)) return true;
-    }
-    return false;
+  // True when the extent has a chunk on its way to the peer, whose copy of it is therefore not current.
+  copyingToPeer(extent: number): boolean {
+    return this.toPeer.has(extent);
   }
 
   // Ends the pass in progress after its current chunk and starts no new one.

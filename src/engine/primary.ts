@@ -70,7 +70,7 @@ export class PrimaryWorker {
     this.component = component;
     this.map = map;
     this.counters = counters;
-    this.peerHeld = new PeerHeldExtents(component, map.extentsize, ctx.log);
+    this.peerHeld = new PeerHeldExtents(component, map, ctx.log);
     this.store = new ActivemapStore(map, component.store, { mapOffset: METADATA_SIZE, metaflush: resource.metaflush });
     const locks = new RangeLock();
     this.link =
@@ -193,8 +193,8 @@ export class PrimaryWorker {
   private peerCurrent(offset: number, length: number): boolean {
     const { first, last } = this.map.extentRange(offset, length);
     for (let extent = first; extent <= last; extent++) {
-      if (this.peerHeld.overlaps(extent * this.map.extentsize, 1)) continue;
-      if (this.map.waitsForSync(extent) || this.sync.copyingToPeer(extent * this.map.extentsize, 1)) return false;
+      if (this.peerHeld.has(extent)) continue;
+      if (this.map.waitsForSync(extent) || this.sync.copyingToPeer(extent)) return false;
     }
     return true;
   }

@@ -2,7 +2,7 @@ import { describeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { HastResource } from '../config/hast-conf.js';
 import type { PacketConnection } from './hast-proto.js';
-import { isExtentMarked } from './activemap.js';
+import { isExtentMarked, setBit } from './activemap.js';
 import { answerMessage, decideSync, parseHello, refusalMessage, splitBrainRefusal, type SyncDecision } from './handshake.js';
 import { isNotSupported } from './local-component.js';
 import { METADATA_SIZE, ondiskMapSize } from './metadata.js';
@@ -166,10 +166,7 @@ export class SecondaryWorker {
     if (decision.map === 'full') return Buffer.alloc(size, 0xff);
     const map = await component.readActivemap(size);
     // Extents this node failed to write while it was primary: the new primary must copy them here.
-    for (const extent of component.metadata.peerExtents ?? []) {
-      const byte = extent >> 3;
-      if (byte < map.length) map[byte] = (map[byte] ?? 0) | (1 << (extent & 7));
-    }
+    for (const extent of component.metadata.peerExtents ?? []) if (extent >> 3 < map.length) setBit(map, extent);
     return map;
   }
 
