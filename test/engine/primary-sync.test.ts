@@ -106,6 +106,53 @@ t.test('--sync-rate caps the copy', async (t) => {
   t.ok(Date.now() - started >= 450, `took ${Date.now() - started} ms`);
 });
 
+// A primary and a secondary that were in sync (same resuid, matching counters, clean maps), with extents 4
+// and 6 differing between them and `peerExtents` in either node's metadata.
+async function inSyncPair(t: Test, peerExtents: { primary?: number[]; secondary?: number[] }) {
+  const dir = await scratchDir(t);
+  const primaryPath = await createComponentFile(dir, 'primary');
+  const secondaryPath = await createComponentFile(dir, 'secondary');
+  const metadata = await metadataOf(primaryPath);
+  const localoff = Number(metadata.localoff);
+  const counters = { resuid: 77n, localcnt: 1n, remotecnt: 1n };
+  await poke(primaryPath, 0, encodeMetadata({ ...metadata, ...counters, peerExtents: peerExtents.primary }));
+  await poke(secondaryPath, 0, encodeMetadata({ ...metadata, ...counters, peerExtents: peerExtents.secondary }));
+  for (const extent of [4, 6]) {
+    await poke(primaryPath, localoff + extent * EXTENT, pattern(EXTENT, 10 + extent));
+    await poke(secondaryPath, localoff + extent * EXTENT, pattern(EXTENT, 20 + extent));
+  }
+  const node = new SecondaryNode(hastResource({ local: secondaryPath, remote: 'tcp4://127.0.0.1' }));
+  const port = await node.listen();
+  t.teardown(() => node.stop());
+  const context = recordingContext();
+  const resource = hastResource({ local: primaryPath, remote: `tcp4://127.0.0.2:${port}`, source: 'tcp4://127.0.0.1' });
+  const primary = await PrimaryWorker.start(resource, context, { reconnectMs: 50 });
+  t.teardown(() => primary.stop());
+  await waitFor('the sync', () => context.events.includes('syncdone'));
+  await primary.stop();
+  await node.stop();
+  const [primaryData, secondaryData] = [await dataOf(primaryPath), await dataOf(secondaryPath)];
+  const extentOf = (data: Buffer, extent: number) => data.subarray(extent * EXTENT, (extent + 1) * EXTENT);
+  return { context, primaryPath, secondaryPath, extentOf, primaryData, secondaryData };
+}
+
+t.test("a primary restarted with peer-held extents copies them back from the peer, not over it", async (t) => {
+  const { context, primaryPath, extentOf, primaryData, secondaryData } = await inSyncPair(t, { primary: [4] });
+  t.ok(context.messages().includes('Synchronization started. 64KB to go.'), 'only the peer-held extent travels');
+  t.same(extentOf(primaryData, 4), pattern(EXTENT, 24), "the peer's copy of extent 4 replaced the stale local one");
+  t.same(extentOf(secondaryData, 4), pattern(EXTENT, 24), "the peer's copy is untouched");
+  t.same(extentOf(primaryData, 6), pattern(EXTENT, 16), 'other extents are left alone');
+  t.equal((await metadataOf(primaryPath)).peerExtents, undefined, 'the list is cleared once repaired');
+});
+
+t.test('a secondary with peer-held extents asks its primary for them', async (t) => {
+  const { context, secondaryPath, extentOf, secondaryData } = await inSyncPair(t, { secondary: [6] });
+  t.ok(context.messages().includes('Synchronization started. 64KB to go.'));
+  t.same(extentOf(secondaryData, 6), pattern(EXTENT, 16), "the primary's copy of extent 6 reached the secondary");
+  t.same(extentOf(secondaryData, 4), pattern(EXTENT, 24), 'other extents are left alone');
+  t.equal((await metadataOf(secondaryPath)).peerExtents, undefined, 'the secondary cleared its list once the primary had it');
+});
+
 t.test('a chunk that cannot be read stays dirty', async (t) => {
   const local = faultyOpener();
   const dir = await scratchDir(t);
