@@ -3,22 +3,38 @@ import { isExtentMarked } from './activemap.js';
 import type { BlockStore } from './local-component.js';
 import { isNotSupported } from './local-component.js';
 
+// How long an extent may stay marked on disk after it became clean. Dropping a mark needs the component
+// flushed first, which costs a full fdatasync, so marks are dropped in batches, off the path of any request.
+export const TIDY_DELAY_MS = 1000;
+
 // Where the map lives and whether writing it must also flush the disk's write cache.
 export interface ActivemapStoreOptions {
   // Component offset of the bitmap (4096, right after the metadata block).
   mapOffset: number;
-  // hast.conf `metaflush`: follow every map write with a flush.
+  // hast.conf `metaflush`: every map image is durable before the data writes it covers.
   metaflush: boolean;
+  // Delay before marks of clean extents are dropped from the disk (TIDY_DELAY_MS).
+  tidyDelayMs?: number;
+  // A background write that was to drop marks failed; the marks stay on disk, which costs only a sync.
+  onTidyError?: (error: Error) => void;
 }
 
 // Keeps a resource's activemap on its local component. It owns the crash-safety rule: a data write is issued
-// only once a map image marking its extents has reached the disk (and been flushed when metaflush is on), and
-// that mark stays on disk until the write completes. Concurrent requests share map writes: one map write is
-// in flight at a time, and every request that arrives meanwhile is covered by the single write that follows.
+// only once a map image marking its extents has reached the disk (durably when metaflush is on), and that
+// mark stays on disk until the write is over and durable.
+//
+// Two kinds of map write keep that rule cheap. A write that marks extents keeps every mark the disk already
+// holds and goes out through O_DSYNC, which makes only the map durable (hastd writes the map and flushes the
+// whole component, about five times the cost on a file with dirty data). Marks of extents that became clean
+// are dropped later by a tidy write: flush the component so that their data is durable, then write the exact
+// map. Concurrent requests share map writes: one is in flight at a time, and every request that arrives
+// meanwhile is covered by the single write that follows.
 export class ActivemapStore {
   readonly map: Activemap;
   private readonly component: BlockStore;
   private readonly mapOffset: number;
+  private readonly tidyDelayMs: number;
+  private readonly onTidyError: ((error: Error) => void) | undefined;
   private metaflushOn: boolean;
   private unsupportedFlush = false;
   private writes = 0;
@@ -28,12 +44,17 @@ export class ActivemapStore {
   private requested = 0;
   private completed = 0;
   private inFlight: MapWrite | undefined;
+  // The next image written drops the marks of clean extents.
+  private tidyWanted = false;
+  private tidyTimer: NodeJS.Timeout | undefined;
 
   constructor(map: Activemap, component: BlockStore, options: ActivemapStoreOptions) {
     this.map = map;
     this.component = component;
     this.mapOffset = options.mapOffset;
     this.metaflushOn = options.metaflush;
+    this.tidyDelayMs = options.tidyDelayMs ?? TIDY_DELAY_MS;
+    this.onTidyError = options.onTidyError;
     this.surelyMarked = new Uint8Array(map.ondiskSize);
   }
 
@@ -42,7 +63,7 @@ export class ActivemapStore {
     return this.writes;
   }
 
-  // Whether map writes are still followed by a flush.
+  // Whether map writes are still made durable.
   get metaflush(): boolean {
     return this.metaflushOn;
   }
@@ -65,8 +86,8 @@ export class ActivemapStore {
   }
 
   // Call once the write has completed on both nodes (or the missing side was marked with markNeedSync).
-  async afterWrite(offset: number, length: number): Promise<void> {
-    if (this.map.writeComplete(offset, length)) await this.writeMap();
+  afterWrite(offset: number, length: number): void {
+    if (this.map.writeComplete(offset, length)) this.scheduleTidy();
   }
 
   // The other node did not get (part of) a write: resolves once its extents are marked for sync on disk.
@@ -76,12 +97,15 @@ export class ActivemapStore {
   }
 
   // The sync cursor has copied every chunk of an extent (see Activemap.syncOffset).
-  async extentSynced(extent: number): Promise<void> {
-    if (this.map.extentComplete(extent)) await this.writeMap();
+  extentSynced(extent: number): void {
+    if (this.map.extentComplete(extent)) this.scheduleTidy();
   }
 
-  // Writes the current image now: after loading or merging a map, and before shutting down.
+  // Writes the exact current map now: after loading or merging a map, and before shutting down.
   async flush(): Promise<void> {
+    clearTimeout(this.tidyTimer);
+    this.tidyTimer = undefined;
+    this.tidyWanted = true;
     await this.writeMap();
   }
 
@@ -96,6 +120,16 @@ export class ActivemapStore {
     }
   }
 
+  private scheduleTidy(): void {
+    if (this.tidyTimer !== undefined) return;
+    this.tidyTimer = setTimeout(() => {
+      this.tidyTimer = undefined;
+      this.tidyWanted = true;
+      this.writeMap().catch((error: unknown) => this.onTidyError?.(error instanceof Error ? error : new Error(String(error))));
+    }, this.tidyDelayMs);
+    this.tidyTimer.unref();
+  }
+
   // Resolves once an image taken after this call has reached the disk.
   private async writeMap(): Promise<void> {
     const ticket = ++this.requested;
@@ -107,19 +141,25 @@ export class ActivemapStore {
 
   private startWrite(): MapWrite {
     const covers = this.requested;
+    const tidy = this.tidyWanted;
+    this.tidyWanted = false;
     const image = this.map.bitmap();
+    if (!tidy && keepMarks(image, this.surelyMarked)) this.scheduleTidy();
     for (let i = 0; i < image.length; i++) this.surelyMarked[i] = (this.surelyMarked[i] ?? 0) & (image[i] ?? 0);
-    const done = this.writeImage(image, covers).finally(() => {
+    const done = this.writeImage(image, covers, tidy).finally(() => {
       this.inFlight = undefined;
     });
     return { image, done };
   }
 
-  private async writeImage(image: Buffer, covers: number): Promise<void> {
+  private async writeImage(image: Buffer, covers: number, tidy: boolean): Promise<void> {
     try {
-      await this.component.write(image, this.mapOffset);
-      if (this.metaflushOn) await this.flushComponent();
+      // The data under marks this image drops must be durable before they go.
+      if (tidy && this.metaflushOn) await this.flushComponent();
+      if (this.metaflushOn) await this.component.writeDurable(image, this.mapOffset);
+      else await this.component.write(image, this.mapOffset);
     } catch (error) {
+      if (tidy) this.tidyWanted = true;
       throw new Error(`Unable to write the activemap of ${this.component.path}`, { cause: error });
     }
     this.surelyMarked = image;
@@ -142,6 +182,18 @@ export class ActivemapStore {
 interface MapWrite {
   image: Buffer;
   done: Promise<void>;
+}
+
+// Adds to image every mark of onDisk; true if that kept a mark the map no longer has.
+function keepMarks(image: Buffer, onDisk: Uint8Array): boolean {
+  let kept = false;
+  for (let i = 0; i < image.length; i++) {
+    const byte = image[i] ?? 0;
+    const merged = byte | (onDisk[i] ?? 0);
+    if (merged !== byte) kept = true;
+    image[i] = merged;
+  }
+  return kept;
 }
 
 function marksAll(image: Uint8Array, first: number, last: number): boolean {

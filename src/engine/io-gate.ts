@@ -101,6 +101,11 @@ export class GatedStore implements BlockStore {
     });
   }
 
+  // Never merged: only the activemap is written this way, one image at a time.
+  writeDurable(data: Bytes, offset: number): Promise<void> {
+    return this.gate.run(() => this.inner.writeDurable(data, offset));
+  }
+
   flush(): Promise<void> {
     return this.gate.run(() => this.inner.flush());
   }

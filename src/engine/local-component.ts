@@ -23,6 +23,9 @@ export interface BlockStore {
   read(buf: Buffer, offset: number): Promise<void>;
   // Writes all the bytes at offset, a list of buffers back to back (pwritev).
   write(data: Bytes, offset: number): Promise<void>;
+  // Writes like write() and resolves once these bytes are durable (O_DSYNC), without flushing the rest of the
+  // component: the activemap's own range, made durable before the data writes it covers.
+  writeDurable(data: Bytes, offset: number): Promise<void>;
   // Makes completed writes durable (fdatasync).
   flush(): Promise<void>;
   // Discards a range so that it reads back as zeros.
@@ -73,11 +76,19 @@ export class LocalComponent implements BlockStore {
   // The file system cannot flock; hastd goes on with a warning and so may the caller.
   readonly lockUnsupported: boolean;
   private readonly handle: FileHandle;
+  // A second descriptor opened O_DSYNC for writeDurable; undefined when read-only.
+  private readonly durable: FileHandle | undefined;
   private readonly blockDevice: boolean;
 
-  private constructor(path: string, handle: FileHandle, geometry: ComponentGeometry, lockUnsupported: boolean) {
+  private constructor(
+    path: string,
+    handles: { handle: FileHandle; durable: FileHandle | undefined },
+    geometry: ComponentGeometry,
+    lockUnsupported: boolean,
+  ) {
     this.path = path;
-    this.handle = handle;
+    this.handle = handles.handle;
+    this.durable = handles.durable;
     this.mediasize = geometry.mediasize;
     this.sectorsize = geometry.sectorsize;
     this.blockDevice = geometry.blockDevice;
@@ -92,10 +103,12 @@ export class LocalComponent implements BlockStore {
     } catch (error) {
       throw new ComponentError(`Unable to open ${path}`, path, error);
     }
+    let durable: FileHandle | undefined;
     try {
       const lockUnsupported = options.readOnly ? false : await lockExclusive(handle.fd, path);
       const geometry = await componentGeometry(handle, path);
-      return new LocalComponent(path, handle, geometry, lockUnsupported);
+      if (!options.readOnly) durable = await openDurable(path);
+      return new LocalComponent(path, { handle, durable }, geometry, lockUnsupported);
     } catch (error) {
       await handle.close();
       throw error;
@@ -122,19 +135,21 @@ export class LocalComponent implements BlockStore {
   }
 
   async write(data: Bytes, offset: number): Promise<void> {
-    let rest = data;
-    let at = offset;
     try {
-      // A regular file or disk takes all of it at once unless interrupted; the loop covers short writes.
-      for (let size = byteLength(rest); size > 0; ) {
-        const { bytesWritten } = Buffer.isBuffer(rest) ? await this.handle.write(rest, 0, size, at) : await this.handle.writev(rest, at);
-        if (bytesWritten >= size) break;
-        rest = sliceBytes(rest, bytesWritten, size);
-        at += bytesWritten;
-        size -= bytesWritten;
-      }
+      await writeAll(this.handle, data, offset);
     } catch (error) {
       throw new ComponentError(`writing ${byteLength(data)} bytes at offset ${offset} of ${this.path}`, this.path, error);
+    }
+  }
+
+  // On Linux an O_DSYNC write syncs only its own range and the disk's write cache (vfs_fsync_range), where
+  // fdatasync would also write back every dirty page of the component.
+  async writeDurable(data: Bytes, offset: number): Promise<void> {
+    try {
+      if (this.durable === undefined) throw Object.assign(new Error('opened read-only'), { code: 'EBADF' });
+      await writeAll(this.durable, data, offset);
+    } catch (error) {
+      throw new ComponentError(`durably writing ${byteLength(data)} bytes at offset ${offset} of ${this.path}`, this.path, error);
     }
   }
 
@@ -161,8 +176,9 @@ export class LocalComponent implements BlockStore {
     }
   }
 
-  // Closing the descriptor also drops the flock.
+  // Closing the locked descriptor also drops the flock.
   async close(): Promise<void> {
+    await this.durable?.close();
     await this.handle.close();
   }
 }
@@ -179,6 +195,27 @@ export function parseSysfsNumber(text: string, file: string): number {
   const trimmed = text.trim();
   if (!/^\d+$/.test(trimmed)) throw new Error(`${file} holds '${trimmed}', not a number`);
   return Number(trimmed);
+}
+
+// A regular file or disk takes all of it at once unless interrupted; the loop covers short writes.
+async function writeAll(handle: FileHandle, data: Bytes, offset: number): Promise<void> {
+  let rest = data;
+  let at = offset;
+  for (let size = byteLength(rest); size > 0; ) {
+    const { bytesWritten } = Buffer.isBuffer(rest) ? await handle.write(rest, 0, size, at) : await handle.writev(rest, at);
+    if (bytesWritten >= size) break;
+    rest = sliceBytes(rest, bytesWritten, size);
+    at += bytesWritten;
+    size -= bytesWritten;
+  }
+}
+
+async function openDurable(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, constants.O_RDWR | constants.O_DSYNC);
+  } catch (error) {
+    throw new ComponentError(`Unable to open ${path}`, path, error);
+  }
 }
 
 interface ComponentGeometry {

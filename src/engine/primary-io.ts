@@ -15,7 +15,8 @@
 //        (its final reply, whatever the mode) and only if the secondary's copy of those extents was current;
 //        the extents then become peer-held (PeerHeldExtents): read from the peer and copied back by the sync.
 //        Otherwise it is an error.
-//     7. in the background, once both parts are over: afterWrite (the extent may become clean), free the slot
+//     7. in the background, once both parts are over: afterWrite (the extent may become clean, its mark is
+//        dropped from the disk by a later tidy write), free the slot
 //
 // Reads are served locally; a failed local read is retried on the secondary. While this node is out of date
 // (the sync source is the secondary) every read goes to the secondary, and so do reads of peer-held extents.
@@ -287,12 +288,7 @@ export class PrimaryIo implements BlockDevice {
     } catch (error) {
       this.log.error(`Unable to mark ${what} for synchronization: ${describeError(error)}`);
     }
-    if (!marked) return;
-    try {
-      await this.store.afterWrite(change.offset, change.length);
-    } catch (error) {
-      this.log.error(`Unable to update the activemap after ${what}: ${describeError(error)}`);
-    }
+    if (marked) this.store.afterWrite(change.offset, change.length);
   }
 
   // The local part of a change; resolves with its error instead of rejecting.

@@ -131,7 +131,7 @@ export class Synchronizer {
         left.push(extent);
         return;
       }
-      await store.extentSynced(extent);
+      store.extentSynced(extent);
       if (copy.fromPeer) await this.options.peerHeld.repaired(extent);
     };
     while (this.current(generation)) {
@@ -259,7 +259,7 @@ export class Synchronizer {
     const { extentsize, datasize } = store.map;
     const offset = extent * extentsize;
     await store.markNeedSync(offset, Math.min(extentsize, datasize - offset));
-    await store.extentSynced(extent);
+    store.extentSynced(extent);
   }
 }
 

@@ -71,7 +71,11 @@ export class PrimaryWorker {
     this.map = map;
     this.counters = counters;
     this.peerHeld = new PeerHeldExtents(component, map, ctx.log);
-    this.store = new ActivemapStore(map, component.store, { mapOffset: METADATA_SIZE, metaflush: resource.metaflush });
+    this.store = new ActivemapStore(map, component.store, {
+      mapOffset: METADATA_SIZE,
+      metaflush: resource.metaflush,
+      onTidyError: (error) => ctx.log.warn(`Unable to clear clean extents from the activemap: ${describeError(error)}`),
+    });
     const locks = new RangeLock();
     this.link =
       resource.remote === 'none'

@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { Activemap, isExtentMarked } from '../../src/engine/activemap.js';
 import { ActivemapStore } from '../../src/engine/activemap-store.js';
 import { LocalComponent } from '../../src/engine/local-component.js';
@@ -19,10 +19,12 @@ interface Rig {
   disk: FaultyStore;
   map: Activemap;
   store: ActivemapStore;
+  // Errors of background tidy writes.
+  tidyErrors: Error[];
 }
 
 // A component file laid out as hastd does (metadata, one-sector map, ten 1 MiB extents) behind a FaultyStore.
-async function rig(t: Test, options: { keepdirty?: number; metaflush?: boolean } = {}): Promise<Rig> {
+async function rig(t: Test, options: { keepdirty?: number; metaflush?: boolean; tidyDelayMs?: number } = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'activemap-store-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'component');
@@ -32,14 +34,28 @@ async function rig(t: Test, options: { keepdirty?: number; metaflush?: boolean }
   t.teardown(() => disk.close());
   const keepdirty = options.keepdirty ?? 3;
   const map = new Activemap({ datasize: NEXTENTS * MiB, extentsize: MiB, keepdirty, sectorsize: 512 });
-  const store = new ActivemapStore(map, disk, { mapOffset: MAP_OFFSET, metaflush: options.metaflush ?? true });
-  return { path, disk, map, store };
+  const tidyErrors: Error[] = [];
+  const store = new ActivemapStore(map, disk, {
+    mapOffset: MAP_OFFSET,
+    metaflush: options.metaflush ?? true,
+    tidyDelayMs: options.tidyDelayMs ?? 5,
+    onTidyError: (error) => tidyErrors.push(error),
+  });
+  return { path, disk, map, store, tidyErrors };
 }
 
 // The extents the map on disk marks right now, read straight from the file.
 async function onDisk(path: string): Promise<number[]> {
   const image = (await readFile(path)).subarray(MAP_OFFSET, MAP_OFFSET + 512);
   return [...Array(NEXTENTS).keys()].filter((extent) => isExtentMarked(image, extent));
+}
+
+// Resolves once the store has written `count` map images (a tidy write runs on a timer).
+async function mapWritesReach(store: ActivemapStore, count: number): Promise<void> {
+  for (let waited = 0; store.mapWrites < count; waited += 5) {
+    if (waited > 10_000) throw new Error(`${store.mapWrites} map writes after 10 s, expected ${count}`);
+    await sleep(5);
+  }
 }
 
 // A promise's state without waiting for it.
@@ -54,46 +70,50 @@ function watch(promise: Promise<unknown>): { settled: boolean } {
 
 const at = (extent: number): number => extent * MiB;
 
-t.test('the first write to an extent waits until the map marking it is written and flushed', async (t) => {
+t.test('the first write to an extent waits until the map marking it is durable, through O_DSYNC alone', async (t) => {
   const { path, disk, store } = await rig(t);
   await store.beforeWrite(at(2) + 4096, 8192);
   t.same(await onDisk(path), [2]);
-  t.same(disk.log, ['write 4096+512', 'flush']);
+  t.same(disk.log, ['durable write 4096+512'], 'no flush of the whole component');
   t.equal(store.mapWrites, 1);
   t.equal(store.metaflush, true);
 });
 
-t.test('hot extents cost no map writes; evicted ones are cleared lazily', async (t) => {
-  const { path, disk, store } = await rig(t, { keepdirty: 2 });
+t.test('hot extents cost no map writes; evicted ones are dropped by a later tidy write', async (t) => {
+  const { path, disk, store } = await rig(t, { keepdirty: 2, tidyDelayMs: 60_000 });
   for (const extent of [0, 1]) {
     await store.beforeWrite(at(extent), 4096);
-    await store.afterWrite(at(extent), 4096);
+    store.afterWrite(at(extent), 4096);
   }
   t.equal(store.mapWrites, 2);
   for (let round = 0; round < 10; round++) {
     for (const extent of [1, 0]) {
       await store.beforeWrite(at(extent), 4096);
-      await store.afterWrite(at(extent), 4096);
+      store.afterWrite(at(extent), 4096);
     }
   }
   t.equal(store.mapWrites, 2, 'twenty writes to the two hot extents wrote no map');
   t.same(await onDisk(path), [0, 1], 'completed writes stay marked while in the LRU');
 
   await store.beforeWrite(at(5), 4096);
-  t.same(await onDisk(path), [0, 5], 'extent 1, least recently written, is cleared with the next map write');
-  await store.afterWrite(at(5), 4096);
+  t.same(await onDisk(path), [0, 1, 5], 'extent 1 left the LRU, but a marking write keeps every mark on disk');
+  store.afterWrite(at(5), 4096);
   t.equal(store.mapWrites, 3);
-  t.same(disk.log.filter((entry) => entry.startsWith('write')).length, 3);
+  await store.flush();
+  t.same(await onDisk(path), [0, 5], 'the tidy write dropped extent 1');
+  t.same(disk.log.slice(-2), ['flush', 'durable write 4096+512'], 'after flushing the data extent 1 held');
 });
 
-t.test('completing a write on an extent that left the LRU rewrites the map to clear it', async (t) => {
-  const { path, store } = await rig(t, { keepdirty: 1 });
+t.test('an extent whose last write completes after it left the LRU is dropped by the tidy timer', async (t) => {
+  const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1 });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   t.same(await onDisk(path), [0, 1], 'extent 0 is evicted but its write is pending');
-  await store.afterWrite(at(0), 4096);
+  store.afterWrite(at(0), 4096);
+  await mapWritesReach(store, 3);
   t.same(await onDisk(path), [1]);
-  t.equal(store.mapWrites, 3);
+  t.same(disk.log, ['durable write 4096+512', 'durable write 4096+512', 'flush', 'durable write 4096+512']);
+  t.same(tidyErrors, []);
 });
 
 t.test('requests arriving while a map write is in flight share the next one', async (t) => {
@@ -132,6 +152,20 @@ t.test('a write to another extent while a map write is in flight gets its own im
   t.equal(store.mapWrites, 2);
 });
 
+t.test('a marking write issued while a tidy write is in flight still reaches the disk', async (t) => {
+  const { path, disk, store } = await rig(t, { keepdirty: 1, tidyDelayMs: 60_000 });
+  await store.beforeWrite(at(0), 4096);
+  await store.beforeWrite(at(1), 4096);
+  store.afterWrite(at(0), 4096);
+  const release = disk.holdWrites();
+  const tidy = store.flush();
+  await nextTurn();
+  const marking = store.beforeWrite(at(7), 4096);
+  release();
+  await Promise.all([tidy, marking]);
+  t.same(await onDisk(path), [1, 7]);
+});
+
 t.test('a failed map write fails the write before any data is written', async (t) => {
   const { path, disk, map, store } = await rig(t);
   disk.failWritesAt(MAP_OFFSET);
@@ -139,7 +173,7 @@ t.test('a failed map write fails the write before any data is written', async (t
   const attempt = store.beforeWrite(at(4), 4096).then(() => disk.write(data, DATA_OFFSET + at(4)));
   const error = (await attempt.catch((e: unknown) => e)) as Error;
   t.equal(error.message, `Unable to write the activemap of ${path}`);
-  t.equal((error.cause as Error).message, `writing 512 bytes at offset ${MAP_OFFSET} of ${path}`);
+  t.equal((error.cause as Error).message, `durably writing 512 bytes at offset ${MAP_OFFSET} of ${path}`);
   t.same(disk.log, [], 'neither the map nor the data reached the disk');
   t.equal(map.dirtyExtents(), 0, 'the abandoned write is not counted as pending');
   t.equal(store.mapWrites, 0);
@@ -149,39 +183,48 @@ t.test('a failed map write fails the write before any data is written', async (t
   map.writeComplete(at(4), 4096);
   await store.beforeWrite(at(4), 4096);
   t.same(await onDisk(path), [4], 'but the failed write never marked it, so the store does');
-  t.same(disk.log, ['write 4096+512', 'flush']);
+  t.same(disk.log, ['durable write 4096+512']);
 });
 
-t.test('a failed flush fails the write; EOPNOTSUPP turns metaflush off instead', async (t) => {
-  const { path, disk, store } = await rig(t);
+t.test('a failed flush keeps the marks of a tidy write and is reported; EOPNOTSUPP turns metaflush off', async (t) => {
+  const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1 });
+  await store.beforeWrite(at(0), 4096);
+  await store.beforeWrite(at(1), 4096);
   disk.failFlushes('EIO');
-  const error = (await store.beforeWrite(at(0), 4096).catch((e: unknown) => e)) as Error;
-  t.equal(error.message, `Unable to write the activemap of ${path}`);
-  t.equal((error.cause as Error).message, `flushing of ${path}`);
+  store.afterWrite(at(0), 4096);
+  for (let waited = 0; tidyErrors.length === 0 && waited < 10_000; waited += 5) await sleep(5);
+  t.equal(tidyErrors[0]?.message, `Unable to write the activemap of ${path}`);
+  t.equal((tidyErrors[0]?.cause as Error).message, `flushing of ${path}`);
+  t.same(await onDisk(path), [0, 1], 'the data of extent 0 may not be durable: its mark stays');
   t.equal(store.metaflush, true);
+  await store.beforeWrite(at(1) + 8192, 4096);
+  t.equal(store.mapWrites, 2, 'requests go on: their marks are on disk');
 
   disk.failFlushes('EOPNOTSUPP');
-  await store.beforeWrite(at(0), 4096);
+  await store.flush();
+  t.same(await onDisk(path), [1]);
   t.equal(store.metaflush, false);
   t.equal(store.flushUnsupported, true);
-  await store.beforeWrite(at(1), 4096);
-  t.same(disk.log, ['write 4096+512', 'write 4096+512', 'write 4096+512'], 'no flush is tried any more');
-  t.same(await onDisk(path), [0, 1]);
+  await store.beforeWrite(at(2), 4096);
+  t.same(disk.log.slice(-2), ['write 4096+512', 'write 4096+512'], 'the tidy write and the next: no flush, no O_DSYNC');
 });
 
-t.test('with metaflush off the map is written but not flushed', async (t) => {
-  const { disk, store } = await rig(t, { metaflush: false });
+t.test('with metaflush off the map is written but never made durable', async (t) => {
+  const { disk, store } = await rig(t, { metaflush: false, keepdirty: 1 });
   await store.beforeWrite(at(0), 4096);
-  t.same(disk.log, ['write 4096+512']);
+  await store.beforeWrite(at(1), 4096);
+  store.afterWrite(at(0), 4096);
+  await mapWritesReach(store, 3);
+  t.same(disk.log, ['write 4096+512', 'write 4096+512', 'write 4096+512']);
   t.equal(store.flushUnsupported, false);
 });
 
-t.test('a missed remote write is on disk before markNeedSync resolves, and cleared once synced', async (t) => {
+t.test('a missed remote write is on disk before markNeedSync resolves, and dropped once synced', async (t) => {
   const { path, map, store } = await rig(t, { keepdirty: 1 });
   await store.beforeWrite(at(6), 4096);
   await store.markNeedSync(at(6), 4096);
   t.equal(store.mapWrites, 1, 'already marked on disk by the write itself');
-  await store.afterWrite(at(6), 4096);
+  store.afterWrite(at(6), 4096);
   await store.markNeedSync(at(8), 4096);
   t.same(await onDisk(path), [6, 8]);
   t.equal(store.mapWrites, 2);
@@ -189,24 +232,32 @@ t.test('a missed remote write is on disk before markNeedSync resolves, and clear
   map.syncRewind();
   for (;;) {
     const step = map.syncOffset();
-    if (step.finishedExtent !== undefined) await store.extentSynced(step.finishedExtent);
+    if (step.finishedExtent !== undefined) store.extentSynced(step.finishedExtent);
     if (step.range === undefined) break;
   }
+  await mapWritesReach(store, 3);
   t.same(await onDisk(path), [6], 'extent 8 is clean; extent 6 is still in the LRU');
   t.equal(map.dirtyExtents(), 0);
 });
 
-t.test('flush writes the current image, e.g. after loading the map at startup', async (t) => {
-  const { path, map, store } = await rig(t);
+t.test('flush writes the exact image after flushing the data, e.g. after loading the map at startup', async (t) => {
+  const { path, disk, map, store } = await rig(t);
   map.loadOndisk(Buffer.from([0x21, 0x02]));
   await store.flush();
   t.same(await onDisk(path), [0, 5, 9]);
+  t.same(disk.log, ['flush', 'durable write 4096+512']);
 });
 
-t.test('a map write failing after a write completes is reported to the caller', async (t) => {
-  const { disk, store } = await rig(t, { keepdirty: 1 });
+t.test('a failed tidy write is tried again by the next tidy', async (t) => {
+  const { disk, store, tidyErrors } = await rig(t, { keepdirty: 1 });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   disk.failWritesAt(MAP_OFFSET);
-  await t.rejects(store.afterWrite(at(0), 4096), { message: `Unable to write the activemap of ${disk.path}` });
+  store.afterWrite(at(0), 4096);
+  for (let waited = 0; tidyErrors.length === 0 && waited < 10_000; waited += 5) await sleep(5);
+  t.equal(tidyErrors[0]?.message, `Unable to write the activemap of ${disk.path}`);
+  disk.heal();
+  await store.beforeWrite(at(2), 4096);
+  t.same(disk.log.slice(-2), ['flush', 'durable write 4096+512'], 'the next map write after the failure is the tidy one');
+  t.same(await onDisk(disk.path), [1, 2], 'extent 0 is dropped; extent 1 still has a write pending');
 });

@@ -18,6 +18,7 @@ function heldStore(): { store: BlockStore; started: string[]; finish: () => void
     sectorsize: 512,
     read: op('read'),
     write: op('write'),
+    writeDurable: op('durable write'),
     flush: op('flush'),
     delete: op('delete'),
     close: async () => undefined,
@@ -70,6 +71,7 @@ function recordingStore(): { store: BlockStore; writes: Array<{ offset: number; 
       writes.push({ offset, data: joinBytes(data).toString() });
       return new Promise((resolve, reject) => pending.push({ resolve, reject }));
     },
+    writeDurable: async () => undefined,
     flush: async () => undefined,
     delete: async () => undefined,
     close: async () => undefined,

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCommand } from '../../src/common/run-command.js';
@@ -14,6 +15,8 @@ import {
 } from '../../src/engine/local-component.js';
 
 const MiB = 1024 * 1024;
+// Linux's access-mode mask, which node:fs does not export.
+const O_ACCMODE = 0o3;
 const QUICK = { timeoutMs: 30_000, killAfterMs: 1_000 };
 
 async function scratchDir(t: Test): Promise<string> {
@@ -38,6 +41,19 @@ async function rejection(promise: Promise<unknown>): Promise<ComponentError> {
   return error;
 }
 
+// The access mode and O_DSYNC bit of every descriptor this process holds on path, from /proc/self/fdinfo.
+async function openFlags(path: string): Promise<number[]> {
+  const flags: number[] = [];
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target !== path) continue;
+    const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8');
+    const octal = /^flags:\s+([0-7]+)$/m.exec(info)?.[1];
+    if (octal !== undefined) flags.push(parseInt(octal, 8) & (O_ACCMODE | constants.O_DSYNC));
+  }
+  return flags.sort((a, b) => a - b);
+}
+
 function pattern(length: number, seed: number): Buffer {
   const buf = Buffer.alloc(length);
   for (let i = 0; i < length; i++) buf[i] = (i * 7 + seed) % 251 + 1;
@@ -60,6 +76,23 @@ t.test('a regular file: its size, 512-byte sectors, and positional reads and wri
   await component.read(back, 4096);
   t.same(back.subarray(0, 4096), Buffer.alloc(4096), 'bytes before the write are untouched');
   t.same(back.subarray(4096), data);
+});
+
+t.test('durable writes go through a second descriptor opened O_DSYNC', async (t) => {
+  const path = await scratchFile(t, MiB);
+  const component = await LocalComponent.open(path);
+  t.teardown(() => component.close());
+  await component.writeDurable([pattern(512, 1), pattern(1024, 2)], 4096);
+  const back = Buffer.alloc(1536);
+  await component.read(back, 4096);
+  t.same(back, Buffer.concat([pattern(512, 1), pattern(1024, 2)]));
+  t.same(await openFlags(path), [0o2, 0o2 | constants.O_DSYNC], 'one O_RDWR descriptor, one O_RDWR|O_DSYNC');
+
+  const readOnly = await LocalComponent.open(path, { readOnly: true });
+  t.teardown(() => readOnly.close());
+  const refused = await rejection(readOnly.writeDurable(Buffer.alloc(512), 4096));
+  t.equal(refused.message, `durably writing 512 bytes at offset 4096 of ${path}`);
+  t.equal(refused.code, 'EBADF');
 });
 
 t.test('a read that runs past the end is an error, not a short buffer', async (t) => {
@@ -192,6 +225,10 @@ t.test('a loop device: size and sector size from sysfs, and I/O', asRoot, async 
   const back = Buffer.alloc(64 * 1024);
   await component.read(back, MiB);
   t.same(back, pattern(64 * 1024, 9));
+  await component.writeDurable(pattern(4096, 5), 4096);
+  const durable = Buffer.alloc(4096);
+  await component.read(durable, 4096);
+  t.same(durable, pattern(4096, 5), 'a durable write through the second descriptor reads back through the first');
 
   await component.delete(MiB + 4096, 8192);
   await component.read(back, MiB);

@@ -22,9 +22,23 @@ import {
 } from '../fixtures/replication-pair.js';
 
 // A FaultyStore-wrapping opener that remembers the store it opened last.
+// Opens a component behind a FaultyStore the test can reach once it is open.
 function faultyOpener(): { open: OpenComponent; disk: () => FaultyStore | undefined } {
   let disk: FaultyStore | undefined;
   return { open: async (file) => (disk = new FaultyStore(await LocalComponent.open(file))), disk: () => disk };
+}
+
+// Opens the secondary's component behind a FaultyStore. The first time, its data writes (not its metadata or
+// map) are held from the start until release() is called, so the sync cannot finish before the test looks.
+function heldOpener(): { open: OpenComponent; release: () => void } {
+  let release: (() => void) | undefined;
+  const open: OpenComponent = async (file) => {
+    const { localoff } = await metadataOf(file);
+    const disk = new FaultyStore(await LocalComponent.open(file));
+    release ??= disk.holdWrites(Number(localoff));
+    return disk;
+  };
+  return { open, release: () => release?.() };
 }
 
 // A primary holding data (it has connected before, localcnt 1) and a freshly created secondary: the
@@ -62,14 +76,11 @@ t.test('a fresh secondary gets a full copy; the counters then match', async (t) 
 });
 
 t.test('an interrupted sync is reported and resumed at the next connection', async (t) => {
-  const secondary = faultyOpener();
+  const secondary = heldOpener();
   const { node, port, context, primary, primaryPath, secondaryPath } = await fullSyncPair(t, { secondary: secondary.open });
-  // The worker exists before it has opened its component: wait for both.
-  await waitFor('the session', () => node.worker !== undefined && secondary.disk() !== undefined);
-  const release = secondary.disk()!.holdWrites();
   await waitFor('the sync to start', () => context.events.includes('syncstart'));
   const stopping = node.stop();
-  release();
+  secondary.release();
   await stopping;
   await waitFor('the interruption', () => context.events.includes('syncintr'));
   t.ok(context.messages().some((m) => /^Synchronization interrupted after \d+s\. [0-9.]+[KM]?B synchronized so far\.$/.test(m)));
@@ -84,15 +95,13 @@ t.test('an interrupted sync is reported and resumed at the next connection', asy
 });
 
 t.test('several chunks are in flight, and a running sync logs its progress with a rate', async (t) => {
-  const secondary = faultyOpener();
+  const secondary = heldOpener();
   const { node, context, primary } = await fullSyncPair(t, { secondary: secondary.open, primary: { syncProgressMs: 50 } });
-  await waitFor('the session', () => node.worker !== undefined && secondary.disk() !== undefined);
-  const release = secondary.disk()!.holdWrites();
   await waitFor('the window to fill', () => (node.worker?.status().statistics.writes ?? 0n) >= BigInt(SYNC_WINDOW));
   await waitFor('a progress line', () => context.messages().some((m) => m.startsWith('Synchronization in progress:')));
   t.equal(node.worker!.status().statistics.writes, BigInt(SYNC_WINDOW), `no more than ${SYNC_WINDOW} chunks in flight`);
   t.ok(context.messages().includes('Synchronization in progress: 4.0MB to go, 0B/sec.'), 'nothing copied while the secondary holds the writes');
-  release();
+  secondary.release();
   await waitFor('the sync', () => context.events.includes('syncdone'));
   t.ok(context.messages().some((m) => /^Synchronization in progress: [0-9.]+[KM]?B to go, [0-9.]+[KM]?B\/sec\.$/.test(m)));
   t.equal(primary.status().dirty, 0);
