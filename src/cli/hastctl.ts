@@ -9,7 +9,7 @@ import { sendControlRequest } from '../engine/hastctl-client.js';
 import { formatDump, formatList, formatStatus } from '../engine/hastctl-format.js';
 import type { HastRole } from '../engine/metadata.js';
 import { parseCommandArgs } from './args.js';
-import type { Command } from './command.js';
+import { runCommand, type Command, type CommandOutput } from './command.js';
 
 const USAGE = `usage: carp-hast hastctl create [-d] [-c config] [-n node] [-e extentsize] [-k keepdirty]
 		[-m mediasize] name ...
@@ -33,8 +33,8 @@ const CREATE_OPTIONS = {
 } as const;
 
 // pjdlog's standard-error format, which scripts around hastctl(8) already match on.
-function pjdlog(level: 'ERROR' | 'WARNING', resource: string | undefined, message: string): void {
-  process.stderr.write(`[${level}] ${resource === undefined ? '' : `[${resource}] `}${message}\n`);
+function pjdlog(out: CommandOutput, level: 'ERROR' | 'WARNING', resource: string | undefined, message: string): void {
+  out.stderr(`[${level}] ${resource === undefined ? '' : `[${resource}] `}${message}\n`);
 }
 
 function sizeOption(value: string | undefined, name: string): number | undefined {
@@ -46,6 +46,7 @@ function sizeOption(value: string | undefined, name: string): number | undefined
 
 // Runs `action` for each named resource (or all), printing hastctl-style errors; returns the first non-zero code.
 async function forEachResource(
+  out: CommandOutput,
   config: HastConfig,
   names: string[],
   action: (resource: HastResource) => Promise<void>,
@@ -59,7 +60,7 @@ async function forEachResource(
       await action(resource);
     } catch (error) {
       if (!(error instanceof ExitError)) throw error;
-      pjdlog('ERROR', resource === undefined ? undefined : name, error.message);
+      pjdlog(out, 'ERROR', resource === undefined ? undefined : name, error.message);
       if (exitCode === 0) exitCode = error.exitCode;
     }
   }
@@ -68,32 +69,37 @@ async function forEachResource(
 
 // Runs one exchange with the running engine; a failure to reach it is reported here, as hastctl does, and
 // comes back as the exit code.
-async function askDaemon<R>(exchange: () => Promise<R>): Promise<R | number> {
+async function askDaemon<R>(out: CommandOutput, exchange: () => Promise<R>): Promise<R | number> {
   try {
     return await exchange();
   } catch (error) {
     if (!(error instanceof ExitError)) throw error;
-    pjdlog('ERROR', undefined, error.message);
+    pjdlog(out, 'ERROR', undefined, error.message);
     return error.exitCode;
   }
 }
 
 // `role`: prints nothing on success; a resource hastd refused gets a warning, and its error is the exit code.
-async function changeRole(config: HastConfig, role: HastRole, names: string[]): Promise<number> {
-  const reply = await askDaemon(() => sendControlRequest(config.control, { cmd: 'setrole', role, resources: names }));
+async function changeRole(out: CommandOutput, config: HastConfig, role: HastRole, names: string[]): Promise<number> {
+  const reply = await askDaemon(out, () => sendControlRequest(config.control, { cmd: 'setrole', role, resources: names }));
   if (typeof reply === 'number') return reply;
   for (const entry of reply.resources) {
-    if (isFailure(entry)) pjdlog('WARNING', entry.name, `Received error ${entry.error} from hastd.`);
+    if (isFailure(entry)) pjdlog(out, 'WARNING', entry.name, `Received error ${entry.error} from hastd.`);
   }
   return firstResourceError(reply.resources);
 }
 
 // `status` and `list`: no names means all.
-async function showStatus(config: HastConfig, names: string[], format: typeof formatStatus): Promise<number> {
+async function showStatus(
+  out: CommandOutput,
+  config: HastConfig,
+  names: string[],
+  format: typeof formatStatus,
+): Promise<number> {
   const resources = names.length === 0 ? [ALL_RESOURCES] : names;
-  const reply = await askDaemon(() => sendControlRequest(config.control, { cmd: 'status', resources }));
+  const reply = await askDaemon(out, () => sendControlRequest(config.control, { cmd: 'status', resources }));
   if (typeof reply === 'number') return reply;
-  process.stdout.write(format(reply.resources));
+  out.stdout(format(reply.resources));
   return firstResourceError(reply.resources);
 }
 
@@ -109,7 +115,7 @@ async function loadConfig(values: { config?: string; node?: string }): Promise<H
 export const hastctlCommand: Command = {
   name: 'hastctl',
   usage: USAGE,
-  async run(args) {
+  async run(args, out) {
     const [verb, ...rest] = args;
     switch (verb) {
       case 'create': {
@@ -121,15 +127,15 @@ export const hastctlCommand: Command = {
           mediasize: sizeOption(values.mediasize, 'mediasize'),
         };
         const config = await loadConfig(values);
-        return forEachResource(config, positionals, async (resource) => {
+        return forEachResource(out, config, positionals, async (resource) => {
           await createComponent(resource, options);
         });
       }
       case 'dump': {
         const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
         const config = await loadConfig(values);
-        return forEachResource(config, positionals, async (resource) => {
-          process.stdout.write(formatDump(await readComponentMetadata(resource)));
+        return forEachResource(out, config, positionals, async (resource) => {
+          out.stdout(formatDump(await readComponentMetadata(resource)));
         });
       }
       case 'role': {
@@ -137,12 +143,12 @@ export const hastctlCommand: Command = {
         const [role, ...names] = positionals;
         if (!isRole(role)) throw new UsageError('role needs init, primary or secondary, then resource names or all');
         if (names.length === 0) throw new UsageError('role needs at least one resource name (or all)');
-        return changeRole(await loadConfig(values), role, names);
+        return changeRole(out, await loadConfig(values), role, names);
       }
       case 'list':
       case 'status': {
         const { values, positionals } = parseCommandArgs(rest, COMMON_OPTIONS);
-        return showStatus(await loadConfig(values), positionals, verb === 'list' ? formatList : formatStatus);
+        return showStatus(out, await loadConfig(values), positionals, verb === 'list' ? formatList : formatStatus);
       }
       case undefined:
         throw new UsageError('a verb is required');
@@ -151,3 +157,9 @@ export const hastctlCommand: Command = {
     }
   },
 };
+
+// `carp-hast hastctl ARGS` in this process, its text going to `out`: the same output and exit code, usage errors
+// included, as the command run on its own, without the cost of starting one.
+export function runHastctl(args: string[], out: CommandOutput): Promise<number> {
+  return runCommand(hastctlCommand, args, out);
+}

@@ -1,8 +1,9 @@
 // The hastctl contract: the supervisor changes roles and reads status of either engine with the same hastctl
 // command lines, FreeBSD's /sbin/hastctl or `carp-hast hastctl`, so one code path serves both and the built-in
-// engine is held to hastctl's interface.
+// engine is held to hastctl's interface. The built-in engine's hastctl runs in this process by default, its
+// output captured and read exactly as a started one's.
 import { fileURLToPath } from 'node:url';
-import { CommandError, runCommand, type CommandPolicy } from '../common/run-command.js';
+import { CommandError, runCommand, type CommandPolicy, type CommandResult } from '../common/run-command.js';
 import type { EngineConfig } from '../config/supervisor-conf.js';
 import type { HastRole } from '../engine/metadata.js';
 import {
@@ -33,16 +34,57 @@ export class EngineControlError extends Error {
   }
 }
 
+// Runs `carp-hast hastctl ARGS` in this process and settles as runCommand would for `argv`, the command line
+// it stands for: its output on exit 0, else a CommandError. A call that overstays the policy's timeout cannot
+// be killed; it is left to end on the control client's own socket timeouts.
+export async function runHastctlInProcess(argv: string[], args: string[], policy: CommandPolicy): Promise<CommandResult> {
+  // Loaded on first use: a supervisor of FreeBSD's hastd never needs the built-in engine's modules.
+  const { runHastctl } = await import('../cli/hastctl.js');
+  const started = performance.now();
+  let stdout = '';
+  let stderr = '';
+  const out = {
+    stdout(text: string) {
+      stdout += text;
+    },
+    stderr(text: string) {
+      stderr += text;
+    },
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const overstayed = new Promise<'timed out'>((resolve) => {
+    if (policy.timeoutMs !== 'none') timer = setTimeout(resolve, policy.timeoutMs, 'timed out');
+  });
+  const exitCode = await Promise.race([runHastctl(args, out), overstayed]).finally(() => clearTimeout(timer));
+  const timedOut = exitCode === 'timed out';
+  const fields = {
+    argv,
+    exitCode: timedOut ? undefined : exitCode,
+    signal: undefined,
+    timedOut,
+    stdout,
+    stderr,
+    durationMs: performance.now() - started,
+  };
+  if (exitCode === 'timed out') throw new CommandError(fields, `timed out after ${policy.timeoutMs} ms`);
+  if (exitCode !== 0) throw new CommandError(fields, `exited with status ${exitCode}`);
+  return { ...fields, exitCode };
+}
+
 // Changes roles, creates metadata and reads status through the engine's hastctl.
 export class EngineControl {
   private readonly cli: string[];
+  private readonly inProcess: boolean;
 
   // `cli` is how to run carp-hast for the built-in engine; by default this Node and the installed main.js.
+  // Without `cli` the built-in engine's hastctl runs in this process (starting one costs 100-250 ms, several
+  // times on a failover's critical path); with it every call starts that command line (tests, stand-ins).
   constructor(
     private readonly engine: EngineConfig,
     options: { cli?: string[] } = {},
   ) {
     this.cli = options.cli ?? [process.execPath, fileURLToPath(new URL('../cli/main.js', import.meta.url))];
+    this.inProcess = engine.kind === 'builtin' && options.cli === undefined;
   }
 
   // The command line of `hastctl VERB ARGS...` for this engine.
@@ -85,7 +127,7 @@ export class EngineControl {
     const what = `reading the engine's ${verb}`;
     let stdout: string;
     try {
-      stdout = (await runCommand(argv, QUERY_POLICY)).stdout;
+      stdout = (await this.execute(argv, QUERY_POLICY)).stdout;
     } catch (error) {
       const answered = error instanceof CommandError ? reportedResourceErrors(error, parse) : undefined;
       if (answered !== undefined) return answered;
@@ -102,10 +144,16 @@ export class EngineControl {
 
   private async run(argv: string[], policy: CommandPolicy, what: string): Promise<void> {
     try {
-      await runCommand(argv, policy);
+      await this.execute(argv, policy);
     } catch (error) {
       throw commandFailure(what, error);
     }
+  }
+
+  // Runs a command line from argv(), in this process when it is the built-in engine's own hastctl.
+  private execute(argv: string[], policy: CommandPolicy): Promise<CommandResult> {
+    if (!this.inProcess) return runCommand(argv, policy);
+    return runHastctlInProcess(argv, argv.slice(this.cli.length + 1), policy);
   }
 }
 

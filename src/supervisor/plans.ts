@@ -9,7 +9,7 @@ import { findMount } from './mounts.js';
 import { RefusedError, StepCancelledError, type Step } from './transition.js';
 
 // How often the promotion looks whether the peer has let go.
-const PEER_POLL_MS = 200;
+const PEER_POLL_MS = 50;
 
 // Where a resource's device appears on the primary, on FreeBSD and with the built-in engine on Linux.
 export function devicePath(resource: string): string {

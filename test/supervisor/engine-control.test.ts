@@ -1,11 +1,12 @@
 import t, { type Test } from 'tap';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { CommandError } from '../../src/common/run-command.js';
 import type { EngineConfig } from '../../src/config/supervisor-conf.js';
-import { EngineControl, EngineControlError } from '../../src/supervisor/engine-control.js';
+import { EngineControl, EngineControlError, runHastctlInProcess } from '../../src/supervisor/engine-control.js';
 import { HastctlOutputError, isHastctlFailure, type HastList } from '../../src/supervisor/hastctl-output.js';
-import { CLI_DIR } from '../fixtures/cli.js';
+import { CLI_DIR, runCli } from '../fixtures/cli.js';
 import { hastctl, MiB, pairLayout, startDaemon, waitFor, type PairLayout } from '../fixtures/engine-pair.js';
 
 // The built CLI (npm test builds it first): under test this module is loaded from src/, where no main.js is.
@@ -14,6 +15,12 @@ const CLI = [process.execPath, join(CLI_DIR, 'main.js')];
 function builtinEngine(layout: PairLayout): EngineConfig {
   return { kind: 'builtin', hastConf: layout.conf, node: 'a', runDir: join(layout.dir, 'run-a'), hastd: '', hastctl: '' };
 }
+
+// The built-in engine's hastctl both ways: in this process (the default) and started as the built CLI.
+const WAYS: [string, { cli?: string[] }][] = [
+  ['in-process', {}],
+  ['started', { cli: CLI }],
+];
 
 t.test('argv: the built-in engine runs carp-hast hastctl with -n, FreeBSD runs its hastctl', async (t) => {
   const builtin: EngineConfig = {
@@ -57,72 +64,114 @@ t.test('argv: the built-in engine runs carp-hast hastctl with -n, FreeBSD runs i
   ]);
 });
 
-t.test('drives our engine: role, list and status through the hastctl contract', async (t) => {
-  const layout = await pairLayout(t, 'fullsync', 8 * MiB);
-  const control = new EngineControl(builtinEngine(layout), { cli: CLI });
-  await control.create('test');
-  t.equal((await hastctl(layout, 'b', 'create', 'test')).exitCode, 0);
-  const a = await startDaemon(t, layout, 'a');
-  await startDaemon(t, layout, 'b');
+for (const [way, options] of WAYS) {
+  t.test(`${way}: drives our engine: role, list and status through the hastctl contract`, async (t) => {
+    const layout = await pairLayout(t, 'fullsync', 8 * MiB);
+    const control = new EngineControl(builtinEngine(layout), options);
+    await control.create('test');
+    t.equal((await hastctl(layout, 'b', 'create', 'test')).exitCode, 0);
+    const a = await startDaemon(t, layout, 'a');
+    await startDaemon(t, layout, 'b');
 
-  const [initial] = (await control.list(['test'])) as HastList[];
-  t.equal(initial?.role, 'init');
-  t.equal(initial?.status, undefined, 'no worker in init');
-  t.equal(initial?.workerpid, undefined);
-  t.equal(initial?.localpath, layout.local.a);
+    const [initial] = (await control.list(['test'])) as HastList[];
+    t.equal(initial?.role, 'init');
+    t.equal(initial?.status, undefined, 'no worker in init');
+    t.equal(initial?.workerpid, undefined);
+    t.equal(initial?.localpath, layout.local.a);
 
-  t.equal((await hastctl(layout, 'b', 'role', 'secondary', 'test')).exitCode, 0);
-  await control.role('primary', ['test']);
-  await waitFor('the primary to reach the secondary', async () => {
-    const [entry] = await control.list();
-    return entry !== undefined && !isHastctlFailure(entry) && entry.status === 'complete';
+    t.equal((await hastctl(layout, 'b', 'role', 'secondary', 'test')).exitCode, 0);
+    await control.role('primary', ['test']);
+    await waitFor('the primary to reach the secondary', async () => {
+      const [entry] = await control.list();
+      return entry !== undefined && !isHastctlFailure(entry) && entry.status === 'complete';
+    });
+    const [primary] = (await control.list(['test'])) as HastList[];
+    t.equal(primary?.role, 'primary');
+    t.equal(primary?.status, 'complete');
+    t.equal(primary?.dirty, 0);
+    t.equal(primary?.workerpid, a.process.pid, 'the built-in engine runs its workers in the daemon');
+    t.equal(primary?.remoteaddr, `127.0.0.2:${layout.ports.b}`);
+    t.equal(primary?.replication, 'fullsync');
+    const components = { localpath: layout.local.a, remoteaddr: `127.0.0.2:${layout.ports.b}` };
+    t.same(await control.status(), [{ name: 'test', status: 'complete', role: 'primary', ...components }]);
+
+    await control.role('secondary', ['test']);
+    const [secondary] = (await control.list(['test'])) as HastList[];
+    t.equal(secondary?.role, 'secondary');
+    await control.role('init', ['test']);
+    const [init] = await control.status(['test']);
+    t.same(init, { name: 'test', status: undefined, role: 'init', ...components });
   });
-  const [primary] = (await control.list(['test'])) as HastList[];
-  t.equal(primary?.role, 'primary');
-  t.equal(primary?.status, 'complete');
-  t.equal(primary?.dirty, 0);
-  t.equal(primary?.workerpid, a.process.pid, 'the built-in engine runs its workers in the daemon');
-  t.equal(primary?.remoteaddr, `127.0.0.2:${layout.ports.b}`);
-  t.equal(primary?.replication, 'fullsync');
-  const components = { localpath: layout.local.a, remoteaddr: `127.0.0.2:${layout.ports.b}` };
-  t.same(await control.status(), [{ name: 'test', status: 'complete', role: 'primary', ...components }]);
 
-  await control.role('secondary', ['test']);
-  const [secondary] = (await control.list(['test'])) as HastList[];
-  t.equal(secondary?.role, 'secondary');
-  await control.role('init', ['test']);
-  const [init] = await control.status(['test']);
-  t.same(init, { name: 'test', status: undefined, role: 'init', ...components });
+  t.test(`${way}: a resource the engine does not know comes back as a failure entry`, async (t) => {
+    const layout = await pairLayout(t, 'memsync', 8 * MiB);
+    const control = new EngineControl(builtinEngine(layout), options);
+    await startDaemon(t, layout, 'a');
+    const entries = await control.list(['test', 'nope']);
+    t.equal(entries.length, 2);
+    t.same(entries[1], { name: 'nope', error: 1 });
+    t.same((await control.status(['nope'])), [{ name: 'nope', error: 1 }]);
+  });
+
+  t.test(`${way}: failures are EngineControlErrors carrying the command and its output`, async (t) => {
+    const layout = await pairLayout(t, 'memsync', 8 * MiB);
+    const control = new EngineControl(builtinEngine(layout), options);
+    const down = await t.rejects(control.list());
+    t.type(down, EngineControlError);
+    t.equal((down as Error).message, "reading the engine's list");
+    t.match((down as EngineControlError).output, /^\[ERROR\] .*Unable to connect to hastd via uds:\/\//);
+    t.type((down as Error).cause, CommandError);
+    t.same(((down as Error).cause as CommandError).argv, control.argv('list'));
+    t.equal(((down as Error).cause as CommandError).exitCode, 71, "hastctl's EX_OSERR");
+    t.equal(((down as Error).cause as CommandError).timedOut, false);
+
+    await startDaemon(t, layout, 'a');
+    const unknown = await t.rejects(control.role('primary', ['nope']));
+    t.type(unknown, EngineControlError);
+    t.equal((unknown as Error).message, 'setting nope to primary');
+    t.equal((unknown as EngineControlError).output, '[WARNING] [nope] Received error 1 from hastd.');
+    const create = await t.rejects(control.create('nope'));
+    t.equal((create as Error).message, 'creating the metadata of nope');
+    t.equal((create as EngineControlError).output, '[ERROR] Unknown resource nope.');
+  });
+}
+
+t.test('in-process: a usage error prints and exits as the started command does', async (t) => {
+  const layout = await pairLayout(t, 'memsync', 8 * MiB);
+  const control = new EngineControl(builtinEngine(layout));
+  const args = ['role', '-c', layout.conf, '-n', 'a', 'boss', 'test'];
+  const started = await runCli(['hastctl', ...args]);
+  t.equal(started.exitCode, 64);
+  const policy = { timeoutMs: 5_000, killAfterMs: 0 };
+  const error = await t.rejects(runHastctlInProcess(control.argv('role', 'boss', 'test'), args, policy));
+  t.type(error, CommandError);
+  t.equal((error as CommandError).exitCode, 64);
+  t.equal((error as CommandError).stderr, started.stderr);
+  t.equal((error as CommandError).stdout, '');
+  t.match((error as Error).message, /hastctl role -c .* -n a boss test: exited with status 64: carp-hast hastctl: role needs init/);
 });
 
-t.test('a resource the engine does not know comes back as a failure entry', async (t) => {
+t.test('in-process: a hastd that never answers times out under the policy', async (t) => {
   const layout = await pairLayout(t, 'memsync', 8 * MiB);
-  const control = new EngineControl(builtinEngine(layout), { cli: CLI });
-  await startDaemon(t, layout, 'a');
-  const entries = await control.list(['test', 'nope']);
-  t.equal(entries.length, 2);
-  t.same(entries[1], { name: 'nope', error: 1 });
-  t.same((await control.status(['nope'])), [{ name: 'nope', error: 1 }]);
-});
-
-t.test('failures are EngineControlErrors carrying the command and its output', async (t) => {
-  const layout = await pairLayout(t, 'memsync', 8 * MiB);
-  const control = new EngineControl(builtinEngine(layout), { cli: CLI });
-  const down = await t.rejects(control.list());
-  t.type(down, EngineControlError);
-  t.equal((down as Error).message, "reading the engine's list");
-  t.match((down as EngineControlError).output, /^\[ERROR\] .*Unable to connect to hastd via uds:\/\//);
-  t.type((down as Error).cause, CommandError);
-  t.same(((down as Error).cause as CommandError).argv, control.argv('list'));
-
-  await startDaemon(t, layout, 'a');
-  const unknown = await t.rejects(control.role('primary', ['nope']));
-  t.type(unknown, EngineControlError);
-  t.equal((unknown as Error).message, 'setting nope to primary');
-  t.equal((unknown as EngineControlError).output, '[WARNING] [nope] Received error 1 from hastd.');
-  const create = await t.rejects(control.create('nope'));
-  t.equal((create as Error).message, 'creating the metadata of nope');
-  t.equal((create as EngineControlError).output, '[ERROR] Unknown resource nope.');
+  const held = new Set<Socket>();
+  const stuck = createServer((socket) => held.add(socket));
+  await new Promise<void>((resolve) => stuck.listen(layout.control.a, resolve));
+  t.teardown(() => {
+    // Hanging up ends the abandoned call, which would otherwise wait out hastctl's 20 s reply timeout.
+    for (const socket of held) socket.destroy();
+    stuck.close();
+  });
+  const control = new EngineControl(builtinEngine(layout));
+  const argv = control.argv('status');
+  const started = performance.now();
+  const error = await t.rejects(runHastctlInProcess(argv, argv.slice(3), { timeoutMs: 300, killAfterMs: 0 }));
+  const took = performance.now() - started;
+  t.ok(took >= 290 && took < 2_000, `rejected after the timeout (${Math.round(took)} ms)`);
+  t.type(error, CommandError);
+  t.equal((error as CommandError).timedOut, true);
+  t.equal((error as CommandError).exitCode, undefined);
+  t.equal((error as Error).message, `${argv.join(' ')}: timed out after 300 ms`);
+  t.equal(held.size, 1, 'it was waiting on the control socket');
 });
 
 // A stand-in for FreeBSD's hastctl: records its arguments and prints `output` with exit status `status`.
