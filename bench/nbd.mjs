@@ -3,6 +3,7 @@
 //
 // Usage: npm run build && node bench/nbd.mjs [--dir DIR] [--size MIB] [--runtime SECONDS] [--rounds N]
 //                                            [--targets file,none,fullsync,memsync]
+//                                            [--workloads seq,rand32,rand1,read32]
 //
 // Targets (what our NbdServer exports):
 //   file      a file-backed BlockDevice in this process (the NBD server alone, no engine)
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     runtime: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     targets: { type: 'string', default: 'none,fullsync,memsync' },
+    workloads: { type: 'string', default: 'seq,rand32,rand1,read32' },
   },
 });
 const TARGETS = values.targets.split(',');
@@ -45,11 +47,11 @@ const runtime = Number(values.runtime);
 const rounds = Number(values.rounds);
 
 const WORKLOADS = [
-  { name: '1 MiB seq write QD8', rw: 'write', bs: '1M', iodepth: 8, unit: 'MiB/s' },
-  { name: '4 KiB rand write QD32', rw: 'randwrite', bs: '4k', iodepth: 32, unit: 'IOPS' },
-  { name: '4 KiB rand write QD1', rw: 'randwrite', bs: '4k', iodepth: 1, unit: 'IOPS', latency: true },
-  { name: '4 KiB rand read QD32', rw: 'randread', bs: '4k', iodepth: 32, unit: 'IOPS' },
-];
+  { key: 'seq', name: '1 MiB seq write QD8', rw: 'write', bs: '1M', iodepth: 8, unit: 'MiB/s' },
+  { key: 'rand32', name: '4 KiB rand write QD32', rw: 'randwrite', bs: '4k', iodepth: 32, unit: 'IOPS' },
+  { key: 'rand1', name: '4 KiB rand write QD1', rw: 'randwrite', bs: '4k', iodepth: 1, unit: 'IOPS', latency: true },
+  { key: 'read32', name: '4 KiB rand read QD32', rw: 'randread', bs: '4k', iodepth: 32, unit: 'IOPS' },
+].filter((workload) => values.workloads.split(',').includes(workload.key));
 
 // The test suite's FileBlockDevice (test/fixtures/file-block-device.ts) in plain JS: positional reads and
 // writes through callback fs calls, fdatasync for flush and FUA, trim as written zeros.
