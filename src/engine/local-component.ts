@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { constants, read as readCallback, write as writeCallback, writev as writevCallback } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { tryLockExclusive, type LockOutcome } from '../common/flock.js';
@@ -79,6 +79,10 @@ export class LocalComponent implements BlockStore {
   // A second descriptor opened O_DSYNC for writeDurable; undefined when read-only.
   private readonly durable: FileHandle | undefined;
   private readonly blockDevice: boolean;
+  // Reads and writes in flight on the raw descriptors, which close() waits for.
+  private inFlight = 0;
+  private closing = false;
+  private drained: (() => void) | undefined;
 
   private constructor(
     path: string,
@@ -119,7 +123,7 @@ export class LocalComponent implements BlockStore {
     let done = 0;
     try {
       while (done < buf.length) {
-        const { bytesRead } = await this.handle.read(buf, done, buf.length - done, offset + done);
+        const bytesRead = await this.tracked(() => pread(this.handle.fd, buf, done, offset + done));
         if (bytesRead === 0) break;
         done += bytesRead;
       }
@@ -136,7 +140,7 @@ export class LocalComponent implements BlockStore {
 
   async write(data: Bytes, offset: number): Promise<void> {
     try {
-      await writeAll(this.handle, data, offset);
+      await this.tracked(() => writeAll(this.handle.fd, data, offset));
     } catch (error) {
       throw new ComponentError(`writing ${byteLength(data)} bytes at offset ${offset} of ${this.path}`, this.path, error);
     }
@@ -147,7 +151,8 @@ export class LocalComponent implements BlockStore {
   async writeDurable(data: Bytes, offset: number): Promise<void> {
     try {
       if (this.durable === undefined) throw Object.assign(new Error('opened read-only'), { code: 'EBADF' });
-      await writeAll(this.durable, data, offset);
+      const { fd } = this.durable;
+      await this.tracked(() => writeAll(fd, data, offset));
     } catch (error) {
       throw new ComponentError(`durably writing ${byteLength(data)} bytes at offset ${offset} of ${this.path}`, this.path, error);
     }
@@ -158,6 +163,18 @@ export class LocalComponent implements BlockStore {
       await this.handle.datasync();
     } catch (error) {
       throw new ComponentError(`flushing ${this.path}`, this.path, error);
+    }
+  }
+
+  // A FileHandle waits for its own calls before closing, but not for callback calls on its descriptor: this
+  // does, so that a descriptor number is never closed and reused under a read or write in flight.
+  private async tracked<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closing) throw Object.assign(new Error(`${this.path} is closed`), { code: 'EBADF' });
+    this.inFlight++;
+    try {
+      return await operation();
+    } finally {
+      if (--this.inFlight === 0) this.drained?.();
     }
   }
 
@@ -178,6 +195,8 @@ export class LocalComponent implements BlockStore {
 
   // Closing the locked descriptor also drops the flock.
   async close(): Promise<void> {
+    this.closing = true;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await this.durable?.close();
     await this.handle.close();
   }
@@ -198,16 +217,33 @@ export function parseSysfsNumber(text: string, file: string): number {
 }
 
 // A regular file or disk takes all of it at once unless interrupted; the loop covers short writes.
-async function writeAll(handle: FileHandle, data: Bytes, offset: number): Promise<void> {
+async function writeAll(fd: number, data: Bytes, offset: number): Promise<void> {
   let rest = data;
   let at = offset;
   for (let size = byteLength(rest); size > 0; ) {
-    const { bytesWritten } = Buffer.isBuffer(rest) ? await handle.write(rest, 0, size, at) : await handle.writev(rest, at);
+    const bytesWritten = await pwrite(fd, rest, at);
     if (bytesWritten >= size) break;
     rest = sliceBytes(rest, bytesWritten, size);
     at += bytesWritten;
     size -= bytesWritten;
   }
+}
+
+// Reads and writes use node:fs's callback calls on the FileHandle's descriptor: the FileHandle's promise calls
+// take twice the main thread's time per call (measured: 172k against 345k-430k 4 KiB random writes a second,
+// 32 in flight), and every application request is one of them.
+function pread(fd: number, buf: Buffer, at: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    readCallback(fd, buf, at, buf.length - at, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead)));
+  });
+}
+
+function pwrite(fd: number, data: Bytes, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const done = (error: NodeJS.ErrnoException | null, bytesWritten: number): void => (error ? reject(error) : resolve(bytesWritten));
+    if (Buffer.isBuffer(data)) writeCallback(fd, data, 0, data.length, position, done);
+    else writevCallback(fd, data, position, done);
+  });
 }
 
 async function openDurable(path: string): Promise<FileHandle> {

@@ -1,7 +1,14 @@
 import t from 'tap';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { joinBytes } from '../../src/engine/bytes.js';
-import { COMPONENT_IO_CONCURRENCY, GatedStore, IoGate, MAX_MERGED_WRITE } from '../../src/engine/io-gate.js';
+import {
+  COMPONENT_IO_CONCURRENCY,
+  GatedStore,
+  IoGate,
+  MAX_MERGED_WRITE,
+  SMALL_IO_BYTES,
+  SMALL_IO_CONCURRENCY,
+} from '../../src/engine/io-gate.js';
 import type { BlockStore } from '../../src/engine/local-component.js';
 
 // A store whose operations finish only when the test says so.
@@ -50,6 +57,31 @@ t.test('a gate runs at most `limit` operations, the rest in arrival order', asyn
   finish();
   await Promise.all([...all, deleting]);
   await gated.close();
+});
+
+t.test('small operations may use every place; large ones only `largeLimit`, and nothing overtakes the oldest', async (t) => {
+  t.ok(SMALL_IO_CONCURRENCY >= COMPONENT_IO_CONCURRENCY);
+  const { store, started, finish } = heldStore();
+  const gated = new GatedStore(store, new IoGate(3, 1));
+  const large = Buffer.alloc(SMALL_IO_BYTES);
+  const small = Buffer.alloc(SMALL_IO_BYTES - 1);
+  const all = [
+    gated.read(large, 0),
+    gated.read(small, 0),
+    gated.read(large, 0),
+    gated.read(small, 0),
+    gated.write(small, 0),
+  ];
+  await nextTurn();
+  t.same(started, ['read', 'read'], 'one large and one small run; the second large waits, and the small behind it too');
+  finish();
+  await nextTurn();
+  t.same(started, ['read', 'read', 'read', 'read'], 'the large one done: the next large and a small one start, three in all');
+  finish();
+  await nextTurn();
+  t.same(started, ['read', 'read', 'read', 'read', 'write']);
+  for (let i = 0; i < 3; i++) finish();
+  await Promise.all(all);
 });
 
 t.test('a failing operation frees its place', async (t) => {

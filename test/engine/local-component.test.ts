@@ -95,6 +95,22 @@ t.test('durable writes go through a second descriptor opened O_DSYNC', async (t)
   t.equal(refused.code, 'EBADF');
 });
 
+t.test('close waits for reads and writes in flight; later ones fail', async (t) => {
+  const path = await scratchFile(t, 16 * MiB);
+  const component = await LocalComponent.open(path);
+  const writes = [0, 1, 2, 3].map((i) => component.write(pattern(4 * MiB, i), i * 4 * MiB));
+  const closing = component.close();
+  await Promise.all([...writes, closing]);
+  const again = await LocalComponent.open(path, { readOnly: true });
+  t.teardown(() => again.close());
+  const back = Buffer.alloc(4 * MiB);
+  await again.read(back, 12 * MiB);
+  t.same(back, pattern(4 * MiB, 3), 'the last write reached the file before the descriptor closed');
+  const late = await rejection(component.write(Buffer.alloc(512), 0));
+  t.equal(late.message, `writing 512 bytes at offset 0 of ${path}`);
+  t.equal(late.code, 'EBADF');
+});
+
 t.test('a read that runs past the end is an error, not a short buffer', async (t) => {
   const path = await scratchFile(t, MiB);
   const component = await LocalComponent.open(path);
