@@ -1,5 +1,5 @@
 import type { Activemap } from './activemap.js';
-import { isExtentMarked } from './activemap.js';
+import { isExtentMarked, setBit } from './activemap.js';
 import type { BlockStore } from './local-component.js';
 import { isNotSupported } from './local-component.js';
 
@@ -26,9 +26,10 @@ export interface ActivemapStoreOptions {
 // Two kinds of map write keep that rule cheap. A write that marks extents keeps every mark the disk already
 // holds and goes out through O_DSYNC, which makes only the map durable (hastd writes the map and flushes the
 // whole component, about five times the cost on a file with dirty data). Marks of extents that became clean
-// are dropped later by a tidy write: flush the component so that their data is durable, then write the exact
-// map. Concurrent requests share map writes: one is in flight at a time, and every request that arrives
-// meanwhile is covered by the single write that follows.
+// are dropped later by a tidy: flush the component so that their data is durable, then write the map without
+// the marks of the extents that stayed clean during the flush. The flush, which can take long with much dirty
+// data, holds up no map write. Concurrent requests share map writes: one is in flight at a time, and every
+// request that arrives meanwhile is covered by the single write that follows.
 export class ActivemapStore {
   readonly map: Activemap;
   private readonly component: BlockStore;
@@ -44,9 +45,12 @@ export class ActivemapStore {
   private requested = 0;
   private completed = 0;
   private inFlight: MapWrite | undefined;
-  // The next image written drops the marks of clean extents.
-  private tidyWanted = false;
   private tidyTimer: NodeJS.Timeout | undefined;
+  private tidying: Promise<void> | undefined;
+  // While a tidy runs: the marks it may drop (on disk, not in the map when it began), and the extents written or
+  // marked since it began, whose marks stay. The next image written takes them.
+  private dropCandidates: Uint8Array | undefined;
+  private touched: Uint8Array | undefined;
 
   constructor(map: Activemap, component: BlockStore, options: ActivemapStoreOptions) {
     this.map = map;
@@ -77,6 +81,7 @@ export class ActivemapStore {
   // be issued, and the map no longer counts it as pending.
   async beforeWrite(offset: number, length: number): Promise<void> {
     this.map.writeStart(offset, length);
+    this.noteTouched(offset, length);
     try {
       await this.markOnDisk(offset, length);
     } catch (error) {
@@ -93,6 +98,7 @@ export class ActivemapStore {
   // The other node did not get (part of) a write: resolves once its extents are marked for sync on disk.
   async markNeedSync(offset: number, length: number): Promise<void> {
     this.map.needSync(offset, length);
+    this.noteTouched(offset, length);
     await this.markOnDisk(offset, length);
   }
 
@@ -101,12 +107,13 @@ export class ActivemapStore {
     if (this.map.extentComplete(extent)) this.scheduleTidy();
   }
 
-  // Writes the exact current map now: after loading or merging a map, and before shutting down.
+  // Tidies now, after any tidy already running, so that the map on disk is the current one: after loading or
+  // merging a map, and before shutting down.
   async flush(): Promise<void> {
     clearTimeout(this.tidyTimer);
     this.tidyTimer = undefined;
-    this.tidyWanted = true;
-    await this.writeMap();
+    await this.tidying?.catch(() => undefined);
+    await this.tidy();
   }
 
   // Resolves once the disk marks every extent of the range. An image already in flight that marks them all is
@@ -124,10 +131,37 @@ export class ActivemapStore {
     if (this.tidyTimer !== undefined) return;
     this.tidyTimer = setTimeout(() => {
       this.tidyTimer = undefined;
-      this.tidyWanted = true;
-      this.writeMap().catch((error: unknown) => this.onTidyError?.(error instanceof Error ? error : new Error(String(error))));
+      this.tidy().catch((error: unknown) => this.onTidyError?.(error instanceof Error ? error : new Error(String(error))));
     }, this.tidyDelayMs);
     this.tidyTimer.unref();
+  }
+
+  private tidy(): Promise<void> {
+    this.tidying ??= this.runTidy().finally(() => {
+      this.tidying = undefined;
+    });
+    return this.tidying;
+  }
+
+  private async runTidy(): Promise<void> {
+    const clean = this.map.bitmap();
+    const candidates = new Uint8Array(clean.length);
+    for (let i = 0; i < clean.length; i++) candidates[i] = (this.surelyMarked[i] ?? 0) & ~(clean[i] ?? 0);
+    this.touched = new Uint8Array(clean.length);
+    try {
+      if (this.metaflushOn) await this.flushComponent();
+    } catch (error) {
+      this.touched = undefined;
+      throw new Error(`Unable to write the activemap of ${this.component.path}`, { cause: error });
+    }
+    this.dropCandidates = candidates;
+    await this.writeMap();
+  }
+
+  private noteTouched(offset: number, length: number): void {
+    if (this.touched === undefined) return;
+    const { first, last } = this.map.extentRange(offset, length);
+    for (let extent = first; extent <= last; extent++) setBit(this.touched, extent);
   }
 
   // Resolves once an image taken after this call has reached the disk.
@@ -141,25 +175,31 @@ export class ActivemapStore {
 
   private startWrite(): MapWrite {
     const covers = this.requested;
-    const tidy = this.tidyWanted;
-    this.tidyWanted = false;
+    const drop = this.takeDroppable();
     const image = this.map.bitmap();
-    if (!tidy && keepMarks(image, this.surelyMarked)) this.scheduleTidy();
+    if (keepMarks(image, this.surelyMarked, drop)) this.scheduleTidy();
     for (let i = 0; i < image.length; i++) this.surelyMarked[i] = (this.surelyMarked[i] ?? 0) & (image[i] ?? 0);
-    const done = this.writeImage(image, covers, tidy).finally(() => {
+    const done = this.writeImage(image, covers).finally(() => {
       this.inFlight = undefined;
     });
     return { image, done };
   }
 
-  private async writeImage(image: Buffer, covers: number, tidy: boolean): Promise<void> {
+  // The marks a tidy may drop now: its candidates that nobody wrote or marked since its flush began.
+  private takeDroppable(): Uint8Array | undefined {
+    const { dropCandidates, touched } = this;
+    this.dropCandidates = undefined;
+    if (dropCandidates === undefined || touched === undefined) return undefined;
+    this.touched = undefined;
+    for (let i = 0; i < dropCandidates.length; i++) dropCandidates[i] = (dropCandidates[i] ?? 0) & ~(touched[i] ?? 0);
+    return dropCandidates;
+  }
+
+  private async writeImage(image: Buffer, covers: number): Promise<void> {
     try {
-      // The data under marks this image drops must be durable before they go.
-      if (tidy && this.metaflushOn) await this.flushComponent();
       if (this.metaflushOn) await this.component.writeDurable(image, this.mapOffset);
       else await this.component.write(image, this.mapOffset);
     } catch (error) {
-      if (tidy) this.tidyWanted = true;
       throw new Error(`Unable to write the activemap of ${this.component.path}`, { cause: error });
     }
     this.surelyMarked = image;
@@ -184,12 +224,12 @@ interface MapWrite {
   done: Promise<void>;
 }
 
-// Adds to image every mark of onDisk; true if that kept a mark the map no longer has.
-function keepMarks(image: Buffer, onDisk: Uint8Array): boolean {
+// Adds to image every mark of onDisk except those of drop; true if that kept a mark the map no longer has.
+function keepMarks(image: Buffer, onDisk: Uint8Array, drop: Uint8Array | undefined): boolean {
   let kept = false;
   for (let i = 0; i < image.length; i++) {
     const byte = image[i] ?? 0;
-    const merged = byte | (onDisk[i] ?? 0);
+    const merged = byte | ((onDisk[i] ?? 0) & ~(drop?.[i] ?? 0));
     if (merged !== byte) kept = true;
     image[i] = merged;
   }
