@@ -80,7 +80,9 @@ export class ActivemapStore {
   // Call before issuing a data write; resolves once the write may be issued. On rejection the write must not
   // be issued, and the map no longer counts it as pending.
   async beforeWrite(offset: number, length: number): Promise<void> {
-    this.map.writeStart(offset, length);
+    // An extent entering the LRU may push out one whose mark is on disk; no marking write need follow (the new
+    // extent may be marked already), so this is where its mark is asked to go.
+    if (this.map.writeStart(offset, length)) this.scheduleTidy();
     this.noteTouched(offset, length);
     try {
       await this.markOnDisk(offset, length);

@@ -38,7 +38,7 @@ async function rig(t: Test, options: { keepdirty?: number; metaflush?: boolean; 
   const store = new ActivemapStore(map, disk, {
     mapOffset: MAP_OFFSET,
     metaflush: options.metaflush ?? true,
-    tidyDelayMs: options.tidyDelayMs ?? 5,
+    tidyDelayMs: options.tidyDelayMs ?? 60_000,
     onTidyError: (error) => tidyErrors.push(error),
   });
   return { path, disk, map, store, tidyErrors };
@@ -49,6 +49,10 @@ async function onDisk(path: string): Promise<number[]> {
   const image = (await readFile(path)).subarray(MAP_OFFSET, MAP_OFFSET + 512);
   return [...Array(NEXTENTS).keys()].filter((extent) => isExtentMarked(image, extent));
 }
+
+// The tidy delay of the tests that wait for the timer: the timer starts with a test's first write, and this
+// leaves its first steps, whose exact operation logs are checked, time to finish before it fires.
+const TIDY_MS = 200;
 
 // Resolves once the store has written `count` map images (a tidy write runs on a timer).
 async function mapWritesReach(store: ActivemapStore, count: number): Promise<void> {
@@ -80,7 +84,7 @@ t.test('the first write to an extent waits until the map marking it is durable, 
 });
 
 t.test('hot extents cost no map writes; evicted ones are dropped by a later tidy write', async (t) => {
-  const { path, disk, store } = await rig(t, { keepdirty: 2, tidyDelayMs: 60_000 });
+  const { path, disk, store } = await rig(t, { keepdirty: 2 });
   for (const extent of [0, 1]) {
     await store.beforeWrite(at(extent), 4096);
     store.afterWrite(at(extent), 4096);
@@ -105,7 +109,7 @@ t.test('hot extents cost no map writes; evicted ones are dropped by a later tidy
 });
 
 t.test('an extent whose last write completes after it left the LRU is dropped by the tidy timer', async (t) => {
-  const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1 });
+  const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   t.same(await onDisk(path), [0, 1], 'extent 0 is evicted but its write is pending');
@@ -114,6 +118,21 @@ t.test('an extent whose last write completes after it left the LRU is dropped by
   t.same(await onDisk(path), [1]);
   t.same(disk.log, ['durable write 4096+512', 'durable write 4096+512', 'flush', 'durable write 4096+512']);
   t.same(tidyErrors, []);
+});
+
+t.test('an extent pushed out of the LRU by one already marked on disk is dropped by the tidy timer', async (t) => {
+  const { path, store } = await rig(t, { keepdirty: 2, tidyDelayMs: TIDY_MS });
+  for (const extent of [0, 1]) {
+    await store.beforeWrite(at(extent), 4096);
+    store.afterWrite(at(extent), 4096);
+  }
+  await store.markNeedSync(at(2), 4096);
+  t.same(await onDisk(path), [0, 1, 2]);
+  t.equal(store.mapWrites, 3);
+  await store.beforeWrite(at(2), 4096);
+  t.equal(store.mapWrites, 3, 'extent 2 was marked on disk already: no marking write');
+  await mapWritesReach(store, 4);
+  t.same(await onDisk(path), [1, 2], 'extent 0, pushed out, lost its mark with the tidy');
 });
 
 t.test('requests arriving while a map write is in flight share the next one', async (t) => {
@@ -153,13 +172,14 @@ t.test('a write to another extent while a map write is in flight gets its own im
 });
 
 t.test('a marking write issued while a tidy write is in flight still reaches the disk', async (t) => {
-  const { path, disk, store } = await rig(t, { keepdirty: 1, tidyDelayMs: 60_000 });
+  const { path, disk, store } = await rig(t, { keepdirty: 1 });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   store.afterWrite(at(0), 4096);
   const release = disk.holdWrites();
   const tidy = store.flush();
-  await nextTurn();
+  while (disk.heldWrites === 0) await nextTurn();
+  t.same(disk.log.slice(-1), ['flush'], 'the tidy has flushed and its map write is held');
   const marking = store.beforeWrite(at(7), 4096);
   release();
   await Promise.all([tidy, marking]);
@@ -167,7 +187,7 @@ t.test('a marking write issued while a tidy write is in flight still reaches the
 });
 
 t.test('a tidy holds up no marking write while it flushes, and keeps the marks of extents written meanwhile', async (t) => {
-  const { path, disk, store } = await rig(t, { keepdirty: 1, tidyDelayMs: 60_000 });
+  const { path, disk, store } = await rig(t, { keepdirty: 1 });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   store.afterWrite(at(0), 4096);
@@ -210,7 +230,7 @@ t.test('a failed map write fails the write before any data is written', async (t
 });
 
 t.test('a failed flush keeps the marks of a tidy write and is reported; EOPNOTSUPP turns metaflush off', async (t) => {
-  const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1 });
+  const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   disk.failFlushes('EIO');
@@ -233,7 +253,7 @@ t.test('a failed flush keeps the marks of a tidy write and is reported; EOPNOTSU
 });
 
 t.test('with metaflush off the map is written but never made durable', async (t) => {
-  const { disk, store } = await rig(t, { metaflush: false, keepdirty: 1 });
+  const { disk, store } = await rig(t, { metaflush: false, keepdirty: 1, tidyDelayMs: TIDY_MS });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   store.afterWrite(at(0), 4096);
@@ -243,7 +263,7 @@ t.test('with metaflush off the map is written but never made durable', async (t)
 });
 
 t.test('a missed remote write is on disk before markNeedSync resolves, and dropped once synced', async (t) => {
-  const { path, map, store } = await rig(t, { keepdirty: 1 });
+  const { path, map, store } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
   await store.beforeWrite(at(6), 4096);
   await store.markNeedSync(at(6), 4096);
   t.equal(store.mapWrites, 1, 'already marked on disk by the write itself');
@@ -272,7 +292,7 @@ t.test('flush writes the exact image after flushing the data, e.g. after loading
 });
 
 t.test('a failed tidy write is reported; the extents it flushed may go with the next map write', async (t) => {
-  const { disk, store, tidyErrors } = await rig(t, { keepdirty: 1 });
+  const { disk, store, tidyErrors } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
   await store.beforeWrite(at(0), 4096);
   await store.beforeWrite(at(1), 4096);
   disk.failWritesAt(MAP_OFFSET);
