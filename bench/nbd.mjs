@@ -255,6 +255,7 @@ async function startTarget(kind, dir) {
   const exported = await DeviceExport.start('bench', worker.device, { runDir, attachUnavailable: 'benchmark' }, quiet);
   return {
     socket: exported.socketPath,
+    mapWrites: () => worker.status().statistics.activemapUpdates,
     async stop() {
       await exported.close();
       await worker.stop();
@@ -280,10 +281,14 @@ try {
     for (const workload of WORKLOADS) {
       const order = round % 2 === 0 ? [...TARGETS, 'nbdkit'] : ['nbdkit', ...TARGETS];
       for (const who of order) {
-        const result = await fio(who === 'nbdkit' ? theirSocket : targets.get(who).socket, workload);
+        const target = targets.get(who);
+        const mapWritesBefore = target?.mapWrites?.();
+        const result = await fio(who === 'nbdkit' ? theirSocket : target.socket, workload);
         results.get(workload.name)[who].push(result);
         const latency = workload.latency ? ` mean ${result.meanUs.toFixed(1)} µs p99 ${result.p99Us.toFixed(1)} µs` : '';
-        console.log(`round ${round + 1} ${workload.name} ${who}: ${result.value.toFixed(0)} ${workload.unit}${latency}`);
+        // Activemap writes during this fio run, for the targets that have an activemap.
+        const mapWrites = mapWritesBefore === undefined ? '' : `, ${target.mapWrites() - mapWritesBefore} map writes`;
+        console.log(`round ${round + 1} ${workload.name} ${who}: ${result.value.toFixed(0)} ${workload.unit}${latency}${mapWrites}`);
       }
     }
   }

@@ -230,8 +230,8 @@ async function writeAll(fd: number, data: Bytes, offset: number): Promise<void> 
 }
 
 // Reads and writes use node:fs's callback calls on the FileHandle's descriptor: the FileHandle's promise calls
-// take twice the main thread's time per call (measured: 172k against 345k-430k 4 KiB random writes a second,
-// 32 in flight), and every application request is one of them.
+// take two to three times the main thread's time per call (bench/fs-calls.mjs), and every application request
+// is one of them.
 function pread(fd: number, buf: Buffer, at: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     readCallback(fd, buf, at, buf.length - at, position, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead)));
