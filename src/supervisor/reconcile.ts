@@ -150,7 +150,8 @@ export interface DecisionContext {
 // What to do now.
 export type Decision =
   | { action: 'none'; reason: string }
-  | { action: 'promote' | 'demote'; reason: string }
+  // toward is the role the move works for: a demotion that clears a stale mount before a promotion works for primary.
+  | { action: 'promote' | 'demote'; reason: string; toward: 'primary' | 'secondary' }
   | { action: 'wait'; reason: string; retryInMs: number }
   | { action: 'refuse'; reason: string; stepDown: boolean };
 
@@ -174,9 +175,9 @@ export function decide(snapshot: NodeSnapshot, assessment: Assessment, ctx: Deci
   if (wanted.role === 'secondary') {
     return isCompleteSecondary(assessment)
       ? { action: 'none', reason: `secondary as wanted (${wanted.why})` }
-      : { action: 'demote', reason: wanted.why };
+      : { action: 'demote', reason: wanted.why, toward: 'secondary' };
   }
-  if (assessment.stale.length > 0) return { action: 'demote', reason: `clearing a stale state first: ${assessment.stale.join('; ')}` };
+  if (assessment.stale.length > 0) return { action: 'demote', reason: `clearing a stale state first: ${assessment.stale.join('; ')}`, toward: 'primary' };
   if (isCompletePrimary(assessment)) return { action: 'none', reason: `primary as wanted (${wanted.why})` };
   if (assessment.splitBrain.length > 0) {
     return {
@@ -202,5 +203,5 @@ export function decide(snapshot: NodeSnapshot, assessment: Assessment, ctx: Deci
     const left = ctx.lastPromotionAt + ctx.minPromoteIntervalMs - ctx.now;
     if (left > 0) return { action: 'wait', reason: `the last promotion was less than min_promote_interval ago (${left} ms left)`, retryInMs: left };
   }
-  return { action: 'promote', reason: wanted.why };
+  return { action: 'promote', reason: wanted.why, toward: 'primary' };
 }

@@ -44,6 +44,7 @@ export interface SupervisorView {
 
 interface Running {
   direction: Move;
+  toward: 'primary' | 'secondary';
   reason: string;
   startedAt: string;
   controller: AbortController;
@@ -245,8 +246,7 @@ export class Supervisor {
     const wanted = wantedRole(snapshot, this.hint);
     const running = this.running;
     if (wanted === undefined || running === undefined || running.controller.signal.aborted) return;
-    const runningRole = running.direction === 'promote' ? 'primary' : 'secondary';
-    if (wanted.role === runningRole) return;
+    if (wanted.role === running.toward) return;
     this.log.warn({ wanted: wanted.role, why: wanted.why }, `Cancelling the running ${running.direction} at the next step: ${wanted.why}.`);
     running.controller.abort();
   }
@@ -273,7 +273,7 @@ export class Supervisor {
         return;
       case 'promote':
       case 'demote':
-        this.start(decision.action, decision.reason, snapshot);
+        this.start(decision.action, decision.toward, decision.reason, snapshot);
     }
   }
 
@@ -287,8 +287,8 @@ export class Supervisor {
     this.resolveWaiters('primary', { ok: false, message: `Refused: ${reason}.` });
   }
 
-  private start(direction: Move, reason: string, snapshot: NodeSnapshot): void {
-    const running: Running = { direction, reason, startedAt: new Date(this.now()).toISOString(), controller: new AbortController() };
+  private start(direction: Move, toward: Running['toward'], reason: string, snapshot: NodeSnapshot): void {
+    const running: Running = { direction, toward, reason, startedAt: new Date(this.now()).toISOString(), controller: new AbortController() };
     this.running = running;
     this.generation++;
     const heldPrimary = snapshot.resources.some((r) => r.engine?.role === 'primary' || r.mountedFrom !== undefined || r.poolImported === true);

@@ -298,6 +298,27 @@ t.test('a stale mount left by an engine restart is cleared before promoting agai
   t.match(supervisor.view().history[1], { direction: 'demote', reason: 'clearing a stale state first: /hast/a is mounted from /dev/hast/a but a is init in the engine; /hast/b is mounted from /dev/hast/b but b is init in the engine' });
 });
 
+// The lab saw this: the restarted engine's own event reconciled while the stale mount was being cleared, and the
+// clearing, a step toward primary, was taken for a demotion against the wish and cancelled.
+t.test('a reconcile during the clearing of a stale mount lets the clearing finish', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  node.roles.set('a', 'init');
+  node.roles.set('b', 'init');
+  node.devices.clear();
+  node.calls.length = 0;
+  const pause = node.pauseAtCall(2);
+  supervisor.reconcile('test');
+  await pause.reached;
+  supervisor.reconcile('engine restarted');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  pause.release();
+  await supervisor.idle();
+  t.strictSame(node.calls, [...DEMOTION, ...PROMOTION]);
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+  t.strictSame(supervisor.view().history.map((r) => `${r.direction} ${r.outcome}`), ['promote done', 'demote done', 'promote done'], 'one clearing, not cancelled');
+});
+
 t.test('a demotion that cannot unmount escalates as on_demote_failure says', async (t) => {
   for (const action of ['none', 'reboot'] as const) {
     const { node, supervisor } = setup(`on_demote_failure = "${action}"`);
