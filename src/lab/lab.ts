@@ -186,13 +186,14 @@ export class Lab {
     }).catch((error: unknown) => error);
   }
 
-  // Waits until a node's supervisor reports `role` as its actual state with nothing running.
+  // Waits until a node's supervisor reports `role` as its actual state with nothing running, read after the
+  // newest transition ended (a report taken between a transition and the next reading shows the one before).
   async waitForRole(node: LabNode, role: 'primary' | 'secondary', timeoutMs = 60_000): Promise<StatusReport> {
     const deadline = Date.now() + timeoutMs;
     let last: StatusReport | undefined;
     while (Date.now() < deadline) {
       last = await this.status(node).catch(() => undefined);
-      if (last?.actual === role && last.running === undefined) return last;
+      if (last?.actual === role && last.running === undefined && readAfterLastTransition(last)) return last;
       await sleep(100);
     }
     throw new Error(`${node} did not become ${role}; last status: ${JSON.stringify(last, null, 2)}\n${this.output(node)}`);
@@ -347,4 +348,11 @@ async function retry<T>(work: () => Promise<T>, timeoutMs = 20_000): Promise<T> 
       await sleep(200);
     }
   }
+}
+
+function readAfterLastTransition(report: StatusReport): boolean {
+  const newest = report.transitions[0];
+  if (newest === undefined) return true;
+  if (report.observedAt === undefined) return false;
+  return Date.parse(report.observedAt) >= Date.parse(newest.startedAt) + newest.durationMs;
 }

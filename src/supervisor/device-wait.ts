@@ -22,17 +22,18 @@ export class DeviceTimeoutError extends Error {
 }
 
 // Resolves with the milliseconds waited once `path` exists; rejects with DeviceTimeoutError after timeoutMs, or
-// with the signal's reason when a newer transition aborts the wait.
+// with the signal's reason when a newer transition aborts the wait. recheckMs is how often it looks without the
+// watch (tests set it beyond the timeout to show that the watch alone sees the device).
 export async function waitForDevice(
   path: string,
-  options: { timeoutMs: number; signal?: AbortSignal; log: Logger },
+  options: { timeoutMs: number; signal?: AbortSignal; log: Logger; recheckMs?: number },
 ): Promise<number> {
   const target = resolve(path);
   const log = options.log.child({ step: 'wait-device' });
   const started = performance.now();
   options.signal?.throwIfAborted();
   log.info({ timeoutMs: options.timeoutMs }, `Waiting for ${target}.`);
-  if (!(await exists(target))) await watchUntilExists(target, options.timeoutMs, options.signal);
+  if (!(await exists(target))) await watchUntilExists(target, options.timeoutMs, options.recheckMs ?? RECHECK_INTERVAL_MS, options.signal);
   const durationMs = Math.round(performance.now() - started);
   log.info({ durationMs }, `${target} is there.`);
   return durationMs;
@@ -40,7 +41,7 @@ export async function waitForDevice(
 
 // Watches the nearest existing ancestor of `target`, descending only along the path to it, so that directories
 // created later (/dev/hast itself) are followed without watching anything else.
-async function watchUntilExists(target: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
+async function watchUntilExists(target: string, timeoutMs: number, recheckMs: number, signal: AbortSignal | undefined): Promise<void> {
   const ancestor = await nearestExistingAncestor(target);
   const onTheWay = (path: string) => path === ancestor || path === target || target.startsWith(path + sep);
   const depth = relative(ancestor, target).split(sep).length - 1;
@@ -52,7 +53,7 @@ async function watchUntilExists(target: string, timeoutMs: number, signal: Abort
     await new Promise<void>((resolvePromise, reject) => {
       const check = () => void exists(target).then((yes) => yes && resolvePromise());
       timer = setTimeout(() => reject(new DeviceTimeoutError(target, timeoutMs)), timeoutMs);
-      recheck = setInterval(check, RECHECK_INTERVAL_MS);
+      recheck = setInterval(check, recheckMs);
       onAbort = () => reject(signal?.reason);
       if (signal?.aborted) onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -13,6 +13,8 @@ export interface StatusReport {
   node: string;
   pid: number;
   startedAt: string;
+  // When carp, actual and resources were read: a report taken while a reconcile runs shows the reading before it.
+  observedAt: string | undefined;
   carp: { state: string; detail: string } | { error: string } | undefined;
   wanted: { role: string; why: string } | undefined;
   actual: string;
@@ -61,6 +63,7 @@ export function buildStatusReport(
   else if (snapshot !== undefined) carp = { state: 'unknown', detail: 'not readable on this node (no vhids or vip); following carp-hast-switch' };
   return {
     ...self,
+    observedAt: view.observedAt,
     carp,
     wanted: view.wanted,
     actual,

@@ -35,6 +35,8 @@ export interface SwitchOutcome {
 // The supervisor's view of itself, for `carp-hast status`.
 export interface SupervisorView {
   snapshot: NodeSnapshot | undefined;
+  // When the snapshot was read (ISO 8601).
+  observedAt: string | undefined;
   decision: Decision | undefined;
   wanted: { role: 'primary' | 'secondary'; why: string } | undefined;
   running: { direction: Move; reason: string; startedAt: string } | undefined;
@@ -70,6 +72,7 @@ export class Supervisor {
   // Counts transition starts and ends, so a reconcile can tell its snapshot straddled one.
   private generation = 0;
   private snapshot: NodeSnapshot | undefined;
+  private observedAt: string | undefined;
   private decision: Decision | undefined;
   private hint: SwitchHint | undefined;
   private masterSince: number | undefined;
@@ -160,6 +163,7 @@ export class Supervisor {
   view(): SupervisorView {
     return {
       snapshot: this.snapshot,
+      observedAt: this.observedAt,
       decision: this.decision,
       wanted: this.snapshot === undefined ? undefined : wantedRole(this.snapshot, this.hint),
       running:
@@ -240,6 +244,7 @@ export class Supervisor {
     }
     for (const line of healthChanges(this.snapshot, snapshot)) this.log.info(line);
     this.snapshot = snapshot;
+    this.observedAt = new Date(this.now()).toISOString();
   }
 
   private cancelIfUnwanted(snapshot: NodeSnapshot): void {

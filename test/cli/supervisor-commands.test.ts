@@ -154,7 +154,7 @@ t.test('status: exit 69 naming the socket when no supervisor runs', async (t) =>
 t.test('status: the report of a running supervisor, as text and as JSON', async (t) => {
   const { toml, socket } = setup(t);
   const report = buildStatusReport(
-    { snapshot: undefined, decision: undefined, wanted: undefined, running: undefined, history: [], warnings: ['Something to see.'] },
+    { snapshot: undefined, observedAt: undefined, decision: undefined, wanted: undefined, running: undefined, history: [], warnings: ['Something to see.'] },
     { node: 'hastb', pid: 77, startedAt: '2025-03-01T10:00:00.000Z', engine: { kind: 'builtin', pid: 78, running: true, restarts: 0 } },
   );
   const requests = await fakeSupervisor(t, socket, async () => ({ ok: true, message: 'status', data: report }));

@@ -28,8 +28,9 @@ t.test('a command that overstays is terminated and reported as timed out', async
 });
 
 t.test('a command that ignores SIGTERM is not SIGKILLed when the policy says never', async (t) => {
-  const script = 'trap "" TERM; sleep 1; echo survived';
-  const e = (await runCommand(['sh', '-c', script], { timeoutMs: 200, killAfterMs: 'never' }).catch((x: unknown) => x)) as CommandError;
+  // The timeout leaves sh time to set its trap even on a loaded machine.
+  const script = 'trap "" TERM; sleep 2; echo survived';
+  const e = (await runCommand(['sh', '-c', script], { timeoutMs: 1_000, killAfterMs: 'never' }).catch((x: unknown) => x)) as CommandError;
   t.ok(e instanceof CommandError);
   t.equal(e.timedOut, true);
   t.equal(e.stdout, 'survived\n');

@@ -20,6 +20,7 @@ import {
   scratchDir,
   waitFor,
 } from '../fixtures/replication-pair.js';
+import { freePort } from '../fixtures/free-port.js';
 
 const VIRGIN = { resuid: 1234n, localcnt: 0n, remotecnt: 0n, virgin: true };
 
@@ -62,12 +63,8 @@ t.test('without peerAllowed, a stranger is refused per resource', async (t) => {
   const { node } = await listeningNode(t);
   const logger = memoryLogger();
   const listener = new PeerListener({ log: logger.log, lookup: () => node });
-  const port = await (async () => {
-    const { freePort } = await import('../fixtures/replication-pair.js');
-    const chosen = await freePort();
-    await listener.listen(`tcp4://127.0.0.2:${chosen}`);
-    return chosen;
-  })();
+  const port = await freePort();
+  await listener.listen(`tcp4://127.0.0.2:${port}`);
   t.teardown(() => listener.close());
   const answer = await firstAnswer(port, openingMessage('shared'), '127.0.0.3');
   t.equal(answer?.getString('errmsg'), 'No access to the resource.');

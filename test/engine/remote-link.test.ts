@@ -11,7 +11,6 @@ import {
   EXTENT,
   KiB,
   createComponentFile,
-  freePort,
   hastResource,
   metadataOf,
   pattern,
@@ -19,6 +18,7 @@ import {
   scratchDir,
   waitFor,
 } from '../fixtures/replication-pair.js';
+import { freePort } from '../fixtures/free-port.js';
 
 // A primary connected to a fake secondary that handles requests as the test says.
 async function primaryWithFake(

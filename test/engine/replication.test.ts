@@ -90,8 +90,14 @@ t.test('memsync acknowledges once the secondary has the data, fullsync once it w
     const release = secondaryDisk!.holdWrites();
     let acknowledged = false;
     const write = primary.device.write(4 * KiB, pattern(4 * KiB, 2)).then(() => (acknowledged = true));
-    await sleep(200);
-    t.equal(acknowledged, mode === 'memsync', `${mode} while the secondary's disk write is held`);
+    await waitFor("the write held on the secondary's disk", () => secondaryDisk!.heldWrites > 0);
+    if (mode === 'memsync') {
+      await waitFor('the memsync acknowledgement', () => acknowledged);
+      t.pass("memsync acknowledged while the secondary's disk write is held");
+    } else {
+      await sleep(200);
+      t.equal(acknowledged, false, "fullsync waits while the secondary's disk write is held");
+    }
     release();
     await write;
     await primary.stop();

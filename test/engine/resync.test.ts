@@ -169,7 +169,7 @@ t.test('a stale node promoted reads the fresh data from its peer while the sync 
   await role(t, layout, 'a', 'secondary');
 
   // b, out of date, becomes primary; the slowed-down link keeps the sync running for seconds.
-  relays.b.throttle(4 * MiB);
+  relays.b.throttle(1 * MiB);
   daemons.b = await startDaemon(t, layout, 'b');
   await role(t, layout, 'b', 'primary');
   await waitFor('b to connect', async () => (await listed(layout, 'b')).status === 'complete');

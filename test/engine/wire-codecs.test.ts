@@ -17,7 +17,6 @@ import {
   SecondaryNode,
   createComponentFile,
   dataOf,
-  freePort,
   hastResource,
   metadataOf,
   pattern,
@@ -25,6 +24,7 @@ import {
   scratchDir,
   waitFor,
 } from '../fixtures/replication-pair.js';
+import { freePort } from '../fixtures/free-port.js';
 
 // Fields a relay saw on the packets going one way.
 interface Seen {

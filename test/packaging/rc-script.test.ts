@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { REPO_ROOT } from '../fixtures/stand-ins.js';
 
@@ -146,11 +147,13 @@ t.test('start refuses a configuration check-config rejects, showing only the err
 t.test('reload sends SIGHUP to the supervisor, not to daemon(8)', async (t) => {
   const { dir, env, run } = rcHarness(t);
   const marker = join(dir, 'got-hup');
-  // Stands in for the supervisor: waits up to 10 s for SIGHUP.
-  const supervisor = execa('sh', ['-c', `trap 'echo hup >"${marker}"; exit 0' HUP; while :; do sleep 0.1; done`], {
+  const ready = join(dir, 'ready');
+  // Stands in for the supervisor: waits up to 10 s for SIGHUP, saying when its trap is set.
+  const supervisor = execa('sh', ['-c', `trap 'echo hup >"${marker}"; exit 0' HUP; : >"${ready}"; while :; do sleep 0.1; done`], {
     timeout: 10_000,
     reject: false,
   });
+  for (let waited = 0; !existsSync(ready) && waited < 10_000; waited += 20) await sleep(20);
   writeFileSync(env.STUB_CHILD_PIDFILE, `${supervisor.pid}\n`);
   const result = await run('reload_cmd');
   t.equal(result.exitCode, 0);

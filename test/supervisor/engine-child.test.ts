@@ -287,16 +287,16 @@ t.test('stop() SIGKILLs an engine that ignores SIGTERM after stopTimeoutMs', asy
     '-e',
     "process.on('SIGTERM', () => console.log('ignoring SIGTERM')); console.log('ready'); setInterval(() => {}, 1000);",
   ];
-  const { engine, started, exits, records } = managed(t, argv, { stopTimeoutMs: 300 });
+  const { engine, started, exits, records } = managed(t, argv, { stopTimeoutMs: 1_000 });
   engine.start();
   await waitFor('the stand-in to be ready', () => records.some((r) => r['msg'] === 'ready'));
   const pid = started[0]!;
   const before = performance.now();
   await engine.stop();
-  t.ok(performance.now() - before >= 290, 'waited for stopTimeoutMs first');
+  t.ok(performance.now() - before >= 990, 'waited for stopTimeoutMs first');
   t.same([exits[0]!.signal, exits[0]!.restartInMs], ['SIGKILL', undefined]);
   t.ok(records.some((r) => r['msg'] === 'ignoring SIGTERM'), 'SIGTERM came first');
-  t.ok(records.some((r) => r['msg'] === 'The engine did not stop within 300 ms; sending SIGKILL.' && r['level'] === 40));
+  t.ok(records.some((r) => r['msg'] === 'The engine did not stop within 1000 ms; sending SIGKILL.' && r['level'] === 40));
   t.ok(gone(pid));
 });
 
@@ -338,12 +338,12 @@ t.test('output lines are folded from both streams and cut at 64 KiB', async (t) 
 
 t.test('a grandchild holding the output pipes does not hold back the exit report', async (t) => {
   // The sleep outlives the stand-in and ends by itself; this sandbox's init leaves it a zombie, which is harmless.
-  const script = standIn(t, 'sleep 3 &\necho "leaving the pipes to a grandchild"\nexit 1');
+  const script = standIn(t, 'sleep 10 &\necho "leaving the pipes to a grandchild"\nexit 1');
   const { engine, exits, records } = managed(t, [script], { initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
   const before = performance.now();
   engine.start();
   await waitFor('the exit report', () => exits.length === 1);
-  t.ok(performance.now() - before < 2500, 'reported before the grandchild ends');
+  t.ok(performance.now() - before < 6_000, 'reported well before the grandchild ends');
   t.same([exits[0]!.code, exits[0]!.restartInMs], [1, 60_000]);
   t.ok(records.some((r) => r['msg'] === 'leaving the pipes to a grandchild'));
 });

@@ -91,11 +91,11 @@ t.test('a start that fails is a ServiceError with the script output', async (t) 
 t.test('a stop that hangs is killed at the timeout and reported', async (t) => {
   const { dir, service } = await scriptedService(t, { stop: 'echo $$ > "$dir/stop.pid"\nexec sleep 30' });
   const started = performance.now();
-  const error = await stopService({ ...service, timeoutMs: 300 }, { log: memoryLogger().log }).catch((e: unknown) => e);
+  const error = await stopService({ ...service, timeoutMs: 1_000 }, { log: memoryLogger().log }).catch((e: unknown) => e);
   t.ok(performance.now() - started < 5_000, 'did not wait for the script');
   t.ok(error instanceof ServiceError);
   t.equal((error as ServiceError).action, 'stop');
-  t.equal((error as Error).message, `stop of service nfsd failed: ${service.stop[0]}: timed out after 300 ms`);
+  t.equal((error as Error).message, `stop of service nfsd failed: ${service.stop[0]}: timed out after 1000 ms`);
   const pid = Number(await readFile(join(dir, 'stop.pid'), 'utf8'));
   t.notOk(alive(pid), 'the stop script was killed');
 });

@@ -96,6 +96,7 @@ const PRIMARY_VIEW: SupervisorView = {
       { name: 'mountd', running: undefined },
     ],
   },
+  observedAt: '2025-03-01T10:00:07.000Z',
   decision: { action: 'none', reason: 'primary as wanted (CARP 1@em0 MASTER (advskew 0))' },
   wanted: { role: 'primary', why: 'CARP 1@em0 MASTER (advskew 0)' },
   running: undefined,
@@ -110,6 +111,7 @@ t.test('a primary: resources, a pool, services, transitions with their steps, wa
   const report = buildStatusReport(PRIMARY_VIEW, SELF);
   t.same(report, {
     ...SELF,
+    observedAt: '2025-03-01T10:00:07.000Z',
     carp: MASTER,
     wanted: { role: 'primary', why: 'CARP 1@em0 MASTER (advskew 0)' },
     actual: 'primary',
@@ -182,6 +184,7 @@ t.test('a secondary with nothing to report: no services, no transitions, no warn
       ],
       services: [],
     },
+    observedAt: '2025-03-01T10:01:00.000Z',
     decision: { action: 'none', reason: 'secondary as wanted (CARP 1@em0 BACKUP (advskew 100))' },
     wanted: { role: 'secondary', why: 'CARP 1@em0 BACKUP (advskew 100)' },
     running: undefined,
@@ -206,7 +209,7 @@ t.test('a secondary with nothing to report: no services, no transitions, no warn
 });
 
 t.test('just started: nothing read yet, the engine not running', async (t) => {
-  const view: SupervisorView = { snapshot: undefined, decision: undefined, wanted: undefined, running: undefined, history: [], warnings: [] };
+  const view: SupervisorView = { snapshot: undefined, observedAt: undefined, decision: undefined, wanted: undefined, running: undefined, history: [], warnings: [] };
   const report = buildStatusReport(view, { ...SELF, engine: { kind: 'builtin', pid: undefined, running: false, restarts: 0 } });
   t.same(report, {
     ...SELF,
@@ -250,6 +253,7 @@ t.test('an unreadable CARP, a promotion half done, an engine error and a pool no
         { name: 'mountd', running: false },
       ],
     },
+    observedAt: '2025-03-01T10:02:00.000Z',
     decision: undefined,
     wanted: { role: 'primary', why: 'switch primary requested' },
     running: { direction: 'promote', reason: 'switch primary requested', startedAt: '2025-03-01T10:02:00.000Z' },

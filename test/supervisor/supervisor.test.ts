@@ -84,6 +84,17 @@ t.test('CARP MASTER promotes with every step in order; BACKUP demotes in reverse
   t.strictSame(node.calls, [], 'a reconcile that finds the wanted state does nothing');
 });
 
+t.test('the view says when the system was last read', async (t) => {
+  let clock = Date.parse('2025-03-01T10:00:00.000Z');
+  const { node, supervisor } = setup('', () => clock);
+  t.equal(supervisor.view().observedAt, undefined, 'nothing read yet');
+  await converge(supervisor, 'BACKUP', node);
+  t.equal(supervisor.view().observedAt, '2025-03-01T10:00:00.000Z');
+  clock += 5_000;
+  await converge(supervisor, 'BACKUP', node);
+  t.equal(supervisor.view().observedAt, '2025-03-01T10:00:05.000Z');
+});
+
 t.test('INIT demotes like BACKUP', async (t) => {
   const { cfg, node, supervisor } = setup();
   await converge(supervisor, 'MASTER', node);
@@ -270,7 +281,7 @@ t.test('a switch request without a CARP reading is the wish; with one, CARP deci
 });
 
 t.test('a promotion waits for the peer to let go, and gives up after peer_release_timeout', async (t) => {
-  const { cfg, node, supervisor } = setup('peer_release_timeout = "300ms"');
+  const { cfg, node, supervisor } = setup('peer_release_timeout = "10s"');
   node.status.set('a', 'complete');
   setTimeout(() => node.status.delete('a'), 100);
   await converge(supervisor, 'MASTER', node);
