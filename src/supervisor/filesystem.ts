@@ -380,6 +380,21 @@ async function waitForExit(pids: number[], timeoutMs: number): Promise<number[]>
 
 // ---- ZFS ---------------------------------------------------------------------------------------------------
 
+// `zpool list` of one pool is quick; a hung one is not worth waiting for.
+const ZPOOL_LIST_POLICY = { timeoutMs: 10_000, killAfterMs: 5_000 };
+
+// Whether this node has `pool` imported. Only zpool's "no such pool" means no: any other failure is thrown, so
+// that a demotion never takes a pool it could not check for exported.
+export async function poolIsImported(pool: string, options: { env?: CommandEnv } = {}): Promise<boolean> {
+  try {
+    await runCommand(['zpool', 'list', '-H', '-o', 'name', pool], { ...ZPOOL_LIST_POLICY, env: options.env });
+    return true;
+  } catch (cause) {
+    if (cause instanceof CommandError && cause.exitCode === 1 && cause.stderr.includes('no such pool')) return false;
+    throw new Error(`checking whether pool ${pool} is imported: ${describeError(cause)}`, { cause });
+  }
+}
+
 // Imports a ZFS pool from the HAST device(s): forced, because the pool was last imported on the peer, and with
 // no cachefile, so that this node never imports it at boot behind HAST's back. Throws MountError.
 export async function importPool(

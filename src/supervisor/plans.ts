@@ -172,9 +172,12 @@ export function demotionSteps(config: SupervisorConfig, ops: NodeOps): Step[] {
       target: service.name,
       tolerateFailure: true,
       async run() {
-        if ((await ops.serviceRunning(service)) === false) return 'not running';
+        // A status that cannot be read is no reason to skip the stop script and leave the service to the unmount's
+        // holder kill.
+        const running = await ops.serviceRunning(service).catch(() => undefined);
+        if (running === false) return 'not running';
         await ops.stopService(service);
-        return undefined;
+        return running === undefined ? 'stopped; its status could not be read' : undefined;
       },
     });
   }

@@ -155,11 +155,13 @@ export type Decision =
   | { action: 'wait'; reason: string; retryInMs: number }
   | { action: 'refuse'; reason: string; stepDown: boolean };
 
-// The role this node should have, and why; undefined when nothing says (no CARP reading and no hint yet).
+// The role this node should have, and why; undefined when nothing says (no CARP reading and no hint yet). A
+// failed CARP reading says nothing: an old switch hint only stands in where CARP cannot be read at all.
 export function wantedRole(snapshot: NodeSnapshot, hint: SwitchHint | undefined): { role: 'primary' | 'secondary'; why: string } | undefined {
   if (snapshot.carp !== undefined) {
     return { role: snapshot.carp.state === 'MASTER' ? 'primary' : 'secondary', why: `CARP ${snapshot.carp.detail}` };
   }
+  if (snapshot.carpError !== undefined) return undefined;
   if (hint !== undefined) return { role: hint.role, why: `switch ${hint.role} requested` };
   return undefined;
 }

@@ -257,6 +257,8 @@ export class Supervisor {
   }
 
   private async apply(decision: Decision, snapshot: NodeSnapshot): Promise<void> {
+    // A shutdown or an operator's request that began while the system was read owns the node now.
+    if (this.stopped || this.held) return;
     this.decision = decision;
     // Any decision replaces the one a pending retry was for.
     clearTimeout(this.retryTimer);
@@ -333,7 +335,10 @@ export class Supervisor {
     if (carpTookItAway) this.handedOver = true;
     const failed = record.steps.filter((step) => step.outcome === 'failed');
     this.demotionFailure = failed.length === 0 ? undefined : failed.map((s) => `${s.name} of ${s.target}: ${s.detail}`).join('; ');
-    return failed.length === 0;
+    if (failed.length === 0) return true;
+    // No reconcile follows at once (the next tick tries again), so a waiting switch is answered here.
+    this.resolveWaiters('secondary', { ok: false, message: `Demotion left work undone: ${this.demotionFailure}.` });
+    return false;
   }
 
   // A failed promotion is undone by a demotion, then CARP is told to let the peer be MASTER.

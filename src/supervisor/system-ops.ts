@@ -7,14 +7,12 @@ import type { ResourceConfig, ServiceConfig, SupervisorConfig } from '../config/
 import { readCarpState, restoreCarp, stepDownCarp } from './carp-probe.js';
 import { waitForDevice } from './device-wait.js';
 import { EngineControl } from './engine-control.js';
-import { checkFilesystem, exportPool, importPool, mountFilesystem, unmountFilesystem } from './filesystem.js';
+import { checkFilesystem, exportPool, importPool, mountFilesystem, poolIsImported, unmountFilesystem } from './filesystem.js';
 import { isHastctlFailure, type HastListEntry } from './hastctl-output.js';
 import { readMounts, type MountEntry } from './mounts.js';
 import type { CarpReading, EngineResourceState, EngineRole, FsckOutcome, NodeOps } from './node-ops.js';
 import { serviceRunning, startService, stopService } from './services.js';
 
-// `zpool list` answers at once; a pool that hangs it is reported, not waited for.
-const ZPOOL_LIST_POLICY = { timeoutMs: 10_000, killAfterMs: 5_000 };
 // The demotion's unmount ladder: each umount attempt is bounded by this.
 const UNMOUNT_TIMEOUT_MS = 60_000;
 const REBOOT_POLICY = { timeoutMs: 60_000, killAfterMs: 5_000 };
@@ -68,11 +66,8 @@ export function systemOps(options: SystemOpsOptions): NodeOps {
     mounts(): Promise<MountEntry[]> {
       return readMounts({ platform, ...(env ? { env } : {}) });
     },
-    async poolImported(pool: string): Promise<boolean> {
-      return runCommand(['zpool', 'list', '-H', '-o', 'name', pool], { ...ZPOOL_LIST_POLICY, env }).then(
-        () => true,
-        () => false,
-      );
+    poolImported(pool: string): Promise<boolean> {
+      return poolIsImported(pool, { env });
     },
     async importPool(resource: ResourceConfig): Promise<void> {
       await importPool(resource.pool ?? resource.name, { log, timeoutMs: resource.mountTimeoutMs, env });

@@ -21,6 +21,7 @@ import {
   mountFilesystem,
   parseFstatPids,
   parseFuserPids,
+  poolIsImported,
   UnmountError,
   unmountFilesystem,
 } from '../../src/supervisor/filesystem.js';
@@ -265,6 +266,18 @@ t.test('importPool runs a forced import without a cachefile', async (t) => {
       ['pool import', 'Imported pool tank.'],
     ],
   );
+});
+
+t.test('poolIsImported: listed is yes, "no such pool" is no, anything else is an error', async (t) => {
+  const listed = await standIns(t, { zpool: 'echo "$@" >> "$dir/calls"\necho tank' });
+  t.equal(await poolIsImported('tank', { env: listed.env }), true);
+  t.equal(await readFile(join(listed.dir, 'calls'), 'utf8'), 'list -H -o name tank\n');
+  const missing = await standIns(t, { zpool: "echo \"cannot open 'tank': no such pool\" >&2\nexit 1" });
+  t.equal(await poolIsImported('tank', { env: missing.env }), false);
+  const broken = await standIns(t, { zpool: 'echo "internal error: out of memory" >&2\nexit 1' });
+  await t.rejects(poolIsImported('tank', { env: broken.env }), {
+    message: 'checking whether pool tank is imported: zpool list -H -o name tank: exited with status 1: internal error: out of memory',
+  });
 });
 
 t.test('a failed import is a MountError with zpool output', async (t) => {

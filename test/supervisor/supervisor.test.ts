@@ -95,6 +95,16 @@ t.test('the view says when the system was last read', async (t) => {
   t.equal(supervisor.view().observedAt, '2025-03-01T10:00:05.000Z');
 });
 
+t.test('a shutdown while the system is being read starts no promotion', async (t) => {
+  const { node, supervisor } = setup();
+  node.carp = 'MASTER';
+  supervisor.reconcile('devd event');
+  const record = await supervisor.shutdown();
+  t.strictSame(node.calls, [], 'nothing was promoted, so nothing had to be demoted');
+  t.equal(record.outcome, 'done');
+  t.strictSame(supervisor.view().history.map((r) => r.direction), ['demote']);
+});
+
 t.test('INIT demotes like BACKUP', async (t) => {
   const { cfg, node, supervisor } = setup();
   await converge(supervisor, 'MASTER', node);
@@ -278,6 +288,15 @@ t.test('a switch request without a CARP reading is the wish; with one, CARP deci
   t.equal(refused.ok, false);
   t.equal(refused.message, 'Not switched to primary: secondary as wanted (CARP 1@em0 BACKUP).');
   t.strictSame(await supervisor.requestSwitch('primary', { operator: false, wait: false }), { ok: true, message: 'Switch to primary handed to the supervisor.' });
+  await supervisor.idle();
+
+  // That request, refused, must not decide later when reading CARP fails.
+  node.calls.length = 0;
+  node.carpError = 'ifconfig em0: timed out after 5000 ms';
+  await converge(supervisor, 'BACKUP', node);
+  t.strictSame(node.calls, [], 'a failed CARP reading changes nothing');
+  t.match(supervisor.view().decision, { action: 'none', reason: /CARP cannot be read: .*ifconfig em0: timed out/ });
+  t.ok(node.isSecondary(cfg.resources));
 });
 
 t.test('a promotion waits for the peer to let go, and gives up after peer_release_timeout', async (t) => {
@@ -351,6 +370,29 @@ t.test('a service that will not stop does not keep the demotion from unmounting'
   t.equal(record?.outcome, 'done');
   t.match(record?.steps[0], { name: 'service stop', outcome: 'failed', detail: 'stop mountd failed (injected)' });
   t.equal(node.mounted.size, 0);
+  t.ok(cfg.resources.every((r) => node.roles.get(r.name) === 'secondary'));
+});
+
+t.test('a switch to secondary is answered when the demotion leaves a service running', async (t) => {
+  const { node, supervisor } = setup();
+  node.carp = undefined;
+  t.strictSame(await supervisor.requestSwitch('primary', { operator: false, wait: true }), { ok: true, message: 'This node is primary.' });
+  node.failing.add('stop');
+  const outcome = await supervisor.requestSwitch('secondary', { operator: false, wait: true });
+  t.strictSame(outcome, {
+    ok: false,
+    message: 'Demotion left work undone: service stop of mountd: stop mountd failed (injected); service stop of nfsd: stop nfsd failed (injected).',
+  });
+});
+
+t.test('a service whose status cannot be read is still stopped by its stop command', async (t) => {
+  const { cfg, node, supervisor } = setup();
+  await converge(supervisor, 'MASTER', node);
+  node.calls.length = 0;
+  node.failing.add('status');
+  await converge(supervisor, 'BACKUP', node);
+  t.strictSame(node.calls, DEMOTION);
+  t.match(supervisor.view().history[0]?.steps[0], { name: 'service stop', outcome: 'done', detail: 'stopped; its status could not be read' });
   t.ok(cfg.resources.every((r) => node.roles.get(r.name) === 'secondary'));
 });
 
