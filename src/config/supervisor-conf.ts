@@ -62,6 +62,9 @@ export interface SupervisorSettings {
   settleMs: number;
   // How long a promotion waits for the peer to stop being primary before it gives up.
   peerReleaseTimeoutMs: number;
+  // How long a resource must have been secondary before a missing connection means that no primary peer
+  // exists: a primary peer connects to a new secondary only at its next reconnect attempt.
+  peerConnectGraceMs: number;
   failback: boolean;
   onDemoteFailure: DemoteFailureAction;
   healthSchedule: string;
@@ -165,6 +168,7 @@ export function supervisorConfigToJson(config: SupervisorConfig) {
       min_promote_interval: formatDuration(supervisor.minPromoteIntervalMs),
       settle: formatDuration(supervisor.settleMs),
       peer_release_timeout: formatDuration(supervisor.peerReleaseTimeoutMs),
+      peer_connect_grace: formatDuration(supervisor.peerConnectGraceMs),
       failback: supervisor.failback,
       on_demote_failure: supervisor.onDemoteFailure,
       health_schedule: supervisor.healthSchedule,
@@ -280,6 +284,10 @@ const optionalCommand = stringArray
   .default([]);
 
 function duration(defaultText: string) {
+  return anyDuration().default(parseDuration(defaultText));
+}
+
+function anyDuration() {
   return z
     .string({ error: expected('a duration string such as "20s"') })
     .transform((durationText, context) => {
@@ -290,9 +298,12 @@ function duration(defaultText: string) {
         context.addIssue({ code: 'custom', message: error.message });
         return z.NEVER;
       }
-    })
-    .default(parseDuration(defaultText));
+    });
 }
+
+// The default peer_connect_grace: a reconnect interval of the engine's primary (hastd's guard thread checks
+// every 10 s, the built-in engine retries every 5 s) and a second to spare.
+const PEER_CONNECT_GRACE_MS: Record<EngineKind, number> = { freebsd: 11_000, builtin: 6_000 };
 
 // devd's `subsystem=` for CARP: a vhid from 1 to 255, "@", an interface name (at most 15 characters).
 const VHID_SYNTAX = /^(\d{1,3})@([A-Za-z0-9_.-]{1,15})$/;
@@ -346,6 +357,7 @@ const supervisorTable = table({
   min_promote_interval: duration('20s'),
   settle: duration('0s'),
   peer_release_timeout: duration('60s'),
+  peer_connect_grace: anyDuration().optional(),
   failback: z.boolean({ error: expected('true or false') }).default(false),
   on_demote_failure: oneOf(DEMOTE_FAILURE_ACTIONS).default('none'),
   health_schedule: cronSchedule.default('*/10 * * * * *'),
@@ -420,6 +432,7 @@ function toSupervisorConfig(parsed: SupervisorFile, positions: TomlPositions): S
       minPromoteIntervalMs: supervisor.min_promote_interval,
       settleMs: supervisor.settle,
       peerReleaseTimeoutMs: supervisor.peer_release_timeout,
+      peerConnectGraceMs: supervisor.peer_connect_grace ?? PEER_CONNECT_GRACE_MS[engine.kind],
       failback: supervisor.failback,
       onDemoteFailure: supervisor.on_demote_failure,
       healthSchedule: supervisor.health_schedule,

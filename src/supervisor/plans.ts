@@ -33,7 +33,35 @@ export function peerHoldsPrimary(entry: EngineResourceState): boolean {
   return entry.role === 'secondary' && entry.status === 'complete';
 }
 
-function resourceSteps(config: SupervisorConfig, ops: NodeOps, resource: ResourceConfig): Step[] {
+// Since when each resource has been secondary, as far as this supervisor knows. A primary peer connects to a
+// new secondary only at its next reconnect attempt, so until peer_connect_grace has passed since then, "no
+// primary is connected" does not yet mean "the peer is not primary". What is not known counts as just now;
+// a primary seen connected since then ends the grace (its leaving is then seen as letting go).
+export class SecondaryClock {
+  private readonly since = new Map<string, number>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  // Notes a reading of the engine: the first reading of secondary starts the clock, a connected primary ends the
+  // grace, any other role stops the clock.
+  observe(name: string, role: string, status: string | undefined): void {
+    if (role !== 'secondary') this.since.delete(name);
+    else if (status === 'complete') this.since.set(name, Number.NEGATIVE_INFINITY);
+    else if (!this.since.has(name)) this.since.set(name, this.now());
+  }
+
+  // Notes that this supervisor has just made the resource secondary.
+  madeSecondary(name: string): void {
+    if (!this.since.has(name)) this.since.set(name, this.now());
+  }
+
+  // Milliseconds until `graceMs` has passed since the resource became secondary; 0 or less once it has.
+  graceLeft(name: string, graceMs: number): number {
+    return (this.since.get(name) ?? this.now()) + graceMs - this.now();
+  }
+}
+
+function resourceSteps(config: SupervisorConfig, ops: NodeOps, clock: SecondaryClock, resource: ResourceConfig): Step[] {
   const { name } = resource;
   const device = devicePath(name);
   const steps: Step[] = [
@@ -58,17 +86,36 @@ function resourceSteps(config: SupervisorConfig, ops: NodeOps, resource: Resourc
       async run(signal) {
         const started = performance.now();
         const deadline = started + config.supervisor.peerReleaseTimeoutMs;
-        while (peerHoldsPrimary(await engineEntry(ops, name))) {
-          if (performance.now() >= deadline) {
-            const seconds = config.supervisor.peerReleaseTimeoutMs / 1000;
-            throw new Error(`the peer is still primary for ${name} after ${seconds} s; refusing to make a second primary`);
+        const graceMs = config.supervisor.peerConnectGraceMs;
+        let entry = await engineEntry(ops, name);
+        // A resource without a role (the engine has just started) cannot hear from a primary peer; a secondary can.
+        const fromInit = entry.role === 'init' && graceMs > 0;
+        if (fromInit) {
+          await ops.setRole(name, 'secondary');
+          clock.madeSecondary(name);
+          entry = await engineEntry(ops, name);
+        }
+        clock.observe(name, entry.role, entry.status);
+        let sawPeer = false;
+        for (;;) {
+          if (peerHoldsPrimary(entry)) {
+            sawPeer = true;
+            if (performance.now() >= deadline) {
+              const seconds = config.supervisor.peerReleaseTimeoutMs / 1000;
+              throw new Error(`the peer is still primary for ${name} after ${seconds} s; refusing to make a second primary`);
+            }
+          } else if (sawPeer || entry.role !== 'secondary' || clock.graceLeft(name, graceMs) <= 0) {
+            break;
           }
           await sleep(PEER_POLL_MS, undefined, { signal }).catch((cause: unknown) => {
             throw new StepCancelledError('Waiting for the peer', { cause });
           });
+          entry = await engineEntry(ops, name);
         }
         const waited = Math.round(performance.now() - started);
-        return waited < PEER_POLL_MS ? 'peer not primary' : `peer let go after ${waited} ms`;
+        if (sawPeer) return `peer let go after ${waited} ms`;
+        if (waited < PEER_POLL_MS) return 'peer not primary';
+        return `no primary peer connected in ${waited} ms${fromInit ? ' (made secondary first)' : ''}`;
       },
     },
     {
@@ -145,8 +192,8 @@ function mountSteps(ops: NodeOps, resource: ResourceConfig, mountpoint: string, 
 
 // The promotion: per resource, in the configured order, check the engine, wait for the peer to let go, become
 // primary, wait for the device, check and mount it; then start the services in order.
-export function promotionSteps(config: SupervisorConfig, ops: NodeOps): Step[] {
-  const steps = config.resources.flatMap((resource) => resourceSteps(config, ops, resource));
+export function promotionSteps(config: SupervisorConfig, ops: NodeOps, clock: SecondaryClock): Step[] {
+  const steps = config.resources.flatMap((resource) => resourceSteps(config, ops, clock, resource));
   for (const service of config.services) {
     steps.push({
       name: 'service start',
@@ -164,7 +211,7 @@ export function promotionSteps(config: SupervisorConfig, ops: NodeOps): Step[] {
 // The demotion ladder: stop the services in reverse order, then per resource (reverse order) unmount (killing
 // the processes that hold the mount, then forcing) or export the pool, and make the engine secondary.
 // A service that will not stop is recorded and the ladder goes on: the unmount deals with what it holds.
-export function demotionSteps(config: SupervisorConfig, ops: NodeOps): Step[] {
+export function demotionSteps(config: SupervisorConfig, ops: NodeOps, clock: SecondaryClock): Step[] {
   const steps: Step[] = [];
   for (const service of [...config.services].reverse()) {
     steps.push({
@@ -211,6 +258,7 @@ export function demotionSteps(config: SupervisorConfig, ops: NodeOps): Step[] {
       target: name,
       async run() {
         await ops.setRole(name, 'secondary');
+        clock.madeSecondary(name);
         return undefined;
       },
     });

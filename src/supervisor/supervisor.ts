@@ -6,7 +6,7 @@ import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
 import type { SupervisorConfig } from '../config/supervisor-conf.js';
 import type { EngineResourceState, NodeOps } from './node-ops.js';
-import { demotionSteps, promotionSteps } from './plans.js';
+import { demotionSteps, promotionSteps, SecondaryClock } from './plans.js';
 import {
   assess,
   decide,
@@ -85,6 +85,8 @@ export class Supervisor {
   private waiters: Waiter[] = [];
   private idleWaiters: (() => void)[] = [];
   private extraWarnings: () => string[] = () => [];
+  // Real time, not `now`: the promotion polls against it while the peer has its chance to connect.
+  private readonly secondaryClock = new SecondaryClock();
 
   constructor(options: { config: SupervisorConfig; ops: NodeOps; log: Logger; now?: () => number }) {
     this.config = options.config;
@@ -182,7 +184,7 @@ export class Supervisor {
     this.retryTimer = undefined;
     this.running?.controller.abort();
     await this.idle();
-    const record = await runSteps('demote', 'the supervisor is stopping', demotionSteps(this.config, this.ops), {
+    const record = await runSteps('demote', 'the supervisor is stopping', demotionSteps(this.config, this.ops, this.secondaryClock), {
       log: this.log,
       signal: new AbortController().signal,
     });
@@ -243,6 +245,7 @@ export class Supervisor {
       this.log.info({ carp: snapshot.carp.detail }, `CARP is ${snapshot.carp.state} on this node.`);
     }
     for (const line of healthChanges(this.snapshot, snapshot)) this.log.info(line);
+    for (const r of snapshot.resources) if (r.engine !== undefined) this.secondaryClock.observe(r.name, r.engine.role, r.engine.status);
     this.snapshot = snapshot;
     this.observedAt = new Date(this.now()).toISOString();
   }
@@ -313,7 +316,7 @@ export class Supervisor {
   // Runs one transition and what follows from its outcome; resolves to whether to reconcile at once.
   private async runTransition(running: Running, carpTookItAway: boolean): Promise<boolean> {
     const { direction, reason, controller } = running;
-    const steps = direction === 'promote' ? promotionSteps(this.config, this.ops) : demotionSteps(this.config, this.ops);
+    const steps = direction === 'promote' ? promotionSteps(this.config, this.ops, this.secondaryClock) : demotionSteps(this.config, this.ops, this.secondaryClock);
     const record = await runSteps(direction, reason, steps, { log: this.log, signal: controller.signal });
     this.remember(record);
     if (direction === 'promote') {
@@ -343,7 +346,7 @@ export class Supervisor {
 
   // A failed promotion is undone by a demotion, then CARP is told to let the peer be MASTER.
   private async rollBack(failed: TransitionRecord): Promise<boolean> {
-    const rollback = await runSteps('demote', `rolling back promotion ${failed.id}`, demotionSteps(this.config, this.ops), {
+    const rollback = await runSteps('demote', `rolling back promotion ${failed.id}`, demotionSteps(this.config, this.ops, this.secondaryClock), {
       log: this.log,
       signal: new AbortController().signal,
     });

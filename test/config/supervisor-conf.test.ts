@@ -52,6 +52,7 @@ const MINIMAL_CONFIG: SupervisorConfig = {
     minPromoteIntervalMs: 20_000,
     settleMs: 0,
     peerReleaseTimeoutMs: 60_000,
+    peerConnectGraceMs: 6_000,
     failback: false,
     onDemoteFailure: 'none',
     healthSchedule: '*/10 * * * * *',
@@ -94,6 +95,7 @@ control_socket = "/run/carp-hast.sock"
 min_promote_interval = "2m"
 settle = "1.5s"
 peer_release_timeout = "2m"
+peer_connect_grace = "15s"
 failback = true
 on_demote_failure = "reboot"
 health_schedule = "0 * * * * *"
@@ -166,6 +168,7 @@ const FULL_CONFIG: SupervisorConfig = {
     minPromoteIntervalMs: 120_000,
     settleMs: 1_500,
     peerReleaseTimeoutMs: 120_000,
+    peerConnectGraceMs: 15_000,
     failback: true,
     onDemoteFailure: 'reboot',
     healthSchedule: '0 * * * * *',
@@ -181,10 +184,10 @@ const FULL_CONFIG: SupervisorConfig = {
       deviceTimeoutMs: 45_000,
       fsckTimeoutMs: 7_200_000,
       mountTimeoutMs: 250,
-      position: { file: FILE, line: 26, col: 8 },
+      position: { file: FILE, line: 27, col: 8 },
     },
-    { ...RESOURCE_DEFAULTS, name: 'tank', fstype: 'zfs', pool: 'tank', position: { file: FILE, line: 36, col: 8 } },
-    { ...RESOURCE_DEFAULTS, name: 'raw', fstype: 'none', fsck: 'never', position: { file: FILE, line: 41, col: 8 } },
+    { ...RESOURCE_DEFAULTS, name: 'tank', fstype: 'zfs', pool: 'tank', position: { file: FILE, line: 37, col: 8 } },
+    { ...RESOURCE_DEFAULTS, name: 'raw', fstype: 'none', fsck: 'never', position: { file: FILE, line: 42, col: 8 } },
   ],
   services: [
     {
@@ -193,7 +196,7 @@ const FULL_CONFIG: SupervisorConfig = {
       stop: ['service', 'nfsd', 'onestop'],
       status: ['service', 'nfsd', 'onestatus'],
       timeoutMs: 90_000,
-      position: { file: FILE, line: 46, col: 8 },
+      position: { file: FILE, line: 47, col: 8 },
     },
     {
       name: 'samba',
@@ -201,7 +204,7 @@ const FULL_CONFIG: SupervisorConfig = {
       stop: ['pkill', '-x', 'smbd'],
       status: undefined,
       timeoutMs: 60_000,
-      position: { file: FILE, line: 53, col: 8 },
+      position: { file: FILE, line: 54, col: 8 },
     },
   ],
 };
@@ -221,6 +224,13 @@ t.test('a minimal file gets every default', async (t) => {
 
 t.test('a file that sets every key gets exactly those values', async (t) => {
   t.strictSame(parseSupervisorConf(FULL, FILE), FULL_CONFIG);
+});
+
+t.test("peer_connect_grace defaults to the engine primary's reconnect interval and a second", async (t) => {
+  t.equal(parseSupervisorConf(MINIMAL, FILE).supervisor.peerConnectGraceMs, 6_000, 'the built-in engine retries every 5 s');
+  const freebsd = parseSupervisorConf(`[engine]\nkind = "freebsd"\n${MINIMAL}`, FILE);
+  t.equal(freebsd.supervisor.peerConnectGraceMs, 11_000, "hastd's guard thread checks every 10 s");
+  t.equal(parseSupervisorConf(`${MINIMAL}[supervisor]\npeer_connect_grace = "0s"\n`, FILE).supervisor.peerConnectGraceMs, 0);
 });
 
 t.test('inline tables and dotted keys mean the same as table headers', async (t) => {
@@ -254,6 +264,7 @@ t.test('supervisorConfigToJson prints the effective configuration in the file\'s
       min_promote_interval: '20s',
       settle: '0s',
       peer_release_timeout: '1m',
+      peer_connect_grace: '6s',
       failback: false,
       on_demote_failure: 'none',
       health_schedule: '*/10 * * * * *',
@@ -286,6 +297,7 @@ t.test('supervisorConfigToJson prints the effective configuration in the file\'s
     min_promote_interval: '2m',
     settle: '1500ms',
     peer_release_timeout: '2m',
+    peer_connect_grace: '15s',
     failback: true,
     on_demote_failure: 'reboot',
     health_schedule: '0 * * * * *',
@@ -316,7 +328,7 @@ t.test('supervisorConfigToJson prints the effective configuration in the file\'s
 const HINT = '(use a number with ms, s, m or h, e.g. "250ms", "20s", "5m")';
 const ENGINE_KEYS = 'known: kind, hast_conf, node, run_dir, hastd, hastctl';
 const SUPERVISOR_KEYS =
-  'known: control_socket, min_promote_interval, settle, peer_release_timeout, failback, on_demote_failure, health_schedule';
+  'known: control_socket, min_promote_interval, settle, peer_release_timeout, peer_connect_grace, failback, on_demote_failure, health_schedule';
 const RESOURCE_KEYS =
   'known: name, fstype, mountpoint, mount_options, fsck, pool, device_timeout, fsck_timeout, mount_timeout';
 const TABLES = 'known: engine, carp, supervisor, resource, service';
@@ -403,6 +415,7 @@ const MALFORMED: [string, string][] = [
   [`${MINIMAL}[supervisor]\nsettle = 1.5\n`, `${FILE}:9:10: supervisor.settle: expected a duration string such as "20s", got number 1.5`],
   [`${MINIMAL}[supervisor]\nsettle = "-1s"\n`, `${FILE}:9:10: supervisor.settle: invalid duration "-1s": durations cannot be negative`],
   [`${MINIMAL}[supervisor]\nsettle = "200h"\n`, `${FILE}:9:10: supervisor.settle: duration "200h" is too long (at most 168h, a week)`],
+  [`${MINIMAL}[supervisor]\npeer_connect_grace = 6\n`, `${FILE}:9:22: supervisor.peer_connect_grace: expected a duration string such as "20s", got number 6`],
   [`${MINIMAL}[supervisor]\nfailback = "yes"\n`, `${FILE}:9:12: supervisor.failback: expected true or false, got string "yes"`],
   [
     `${MINIMAL}[supervisor]\non_demote_failure = "panic"\n`,
@@ -631,5 +644,5 @@ status = ["service", "nfsd", "onestatus"]
     }
     comment = line.startsWith('# ') ? [...comment, line.slice(2)] : [];
   }
-  t.equal(keys, 32, 'every key of the schema appears in the example');
+  t.equal(keys, 33, 'every key of the schema appears in the example');
 });

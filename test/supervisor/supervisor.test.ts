@@ -11,6 +11,7 @@ function config(extra = '') {
 vhids = ["1@em0"]
 [supervisor]
 ${extra.includes('min_promote_interval') ? '' : 'min_promote_interval = "0s"'}
+${extra.includes('peer_connect_grace') ? '' : 'peer_connect_grace = "0s"'}
 ${extra}
 [[resource]]
 name = "a"
