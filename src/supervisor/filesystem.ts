@@ -107,9 +107,18 @@ export function interpretFsckExit(fstype: FsType, code: number): FsckVerdict {
   return 'failed';
 }
 
+// The fsck runs this process stopped waiting for and that have not ended yet, by device: what they are.
+const leftRunning = new Map<string, string>();
+
+// What still checks `device` after its promotion stopped waiting ("fsck.ext4 (pid 123)"), if anything: the
+// device must not be taken away under it, nor a second fsck started on it.
+export function fsckStillRunning(device: string): string | undefined {
+  return leftRunning.get(device);
+}
+
 // Runs fsck on `device` as the resource's fstype and fsck policy say. fsck is never killed: only the wait is
-// bounded, by fsck_timeout or the signal, and fsck is left to finish on its own. Throws FsckError or
-// FsckTimeoutError.
+// bounded, by fsck_timeout or the signal, and fsck is left to finish on its own (fsckStillRunning says so
+// until it ends). Throws FsckError or FsckTimeoutError, or Error when an earlier fsck is still running.
 export async function checkFilesystem(
   resource: ResourceConfig,
   device: string,
@@ -122,6 +131,8 @@ export async function checkFilesystem(
     return { outcome: 'skipped', durationMs: 0 };
   }
   options.signal?.throwIfAborted();
+  const earlier = leftRunning.get(device);
+  if (earlier !== undefined) throw new Error(`${earlier} from an earlier promotion is still checking ${device}; not starting another`);
   const program = argv[0] ?? 'fsck';
   const started = performance.now();
   let pid: number | undefined;
@@ -145,6 +156,8 @@ export async function checkFilesystem(
   const failure = await settleWithin(finished, resource.fsckTimeoutMs, options.signal);
   const durationMs = Math.round(performance.now() - started);
   if (failure === TIMED_OUT || failure === ABORTED) {
+    leftRunning.set(device, `${program} (pid ${pid})`);
+    void finished.finally(() => leftRunning.delete(device)).catch(() => undefined);
     reportLateEnd(finished, log, `${program} on ${device} (pid ${pid})`, started);
     if (failure === ABORTED) {
       log.warn({ durationMs, pid }, `Stopped waiting for ${program} on ${device} (pid ${pid}); it was left to finish.`);

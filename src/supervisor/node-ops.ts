@@ -43,6 +43,8 @@ export interface NodeOps {
   // The device's canonical path (the loop device behind /dev/hast/<name> on Linux), undefined if absent.
   resolveDevice(path: string): Promise<string | undefined>;
   checkFilesystem(resource: ResourceConfig, device: string): Promise<FsckOutcome>;
+  // An fsck a promotion stopped waiting for that still runs on `device` ("fsck.ext4 (pid 123)"), if any.
+  fsckStillRunning(device: string): string | undefined;
   mount(resource: ResourceConfig, device: string): Promise<void>;
   unmount(mountpoint: string): Promise<{ escalation: UnmountEscalation; killed: number[] }>;
   mounts(): Promise<MountEntry[]>;

@@ -257,6 +257,9 @@ export function demotionSteps(config: SupervisorConfig, ops: NodeOps, clock: Sec
       name: 'role secondary',
       target: name,
       async run() {
+        // Taking the device away would cut a repair short; the demotion fails and is tried again later.
+        const fsck = ops.fsckStillRunning(devicePath(name));
+        if (fsck !== undefined) throw new Error(`${fsck} is still checking ${devicePath(name)}; the role stays until it ends`);
         await ops.setRole(name, 'secondary');
         clock.madeSecondary(name);
         return undefined;

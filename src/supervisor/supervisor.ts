@@ -6,7 +6,7 @@ import type { Logger } from '../common/log.js';
 import { describeError } from '../common/errors.js';
 import type { SupervisorConfig } from '../config/supervisor-conf.js';
 import type { EngineResourceState, NodeOps } from './node-ops.js';
-import { demotionSteps, promotionSteps, SecondaryClock } from './plans.js';
+import { demotionSteps, devicePath, promotionSteps, SecondaryClock } from './plans.js';
 import {
   assess,
   decide,
@@ -369,6 +369,12 @@ export class Supervisor {
 
   private async demotionFailed(record: TransitionRecord): Promise<void> {
     this.demotionFailure = record.error ?? 'unknown error';
+    const checking = this.config.resources.flatMap((r) => this.ops.fsckStillRunning(devicePath(r.name)) ?? []);
+    if (checking.length > 0) {
+      // A reboot would cut the repair short, which is what keeping the role protects against.
+      this.log.error({ fsck: checking }, `This node keeps its resources while ${checking.join(', ')} runs; the next health check tries again.`);
+      return;
+    }
     if (this.config.supervisor.onDemoteFailure === 'reboot') {
       const reason = `carp-hast could not release the storage: ${this.demotionFailure}`;
       this.log.fatal({ reason }, 'This node cannot let go of its resources; rebooting as on_demote_failure says.');

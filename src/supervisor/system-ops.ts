@@ -7,7 +7,7 @@ import type { ResourceConfig, ServiceConfig, SupervisorConfig } from '../config/
 import { readCarpState, restoreCarp, stepDownCarp } from './carp-probe.js';
 import { waitForDevice } from './device-wait.js';
 import { EngineControl } from './engine-control.js';
-import { checkFilesystem, exportPool, importPool, mountFilesystem, poolIsImported, unmountFilesystem } from './filesystem.js';
+import { checkFilesystem, exportPool, fsckStillRunning, importPool, mountFilesystem, poolIsImported, unmountFilesystem } from './filesystem.js';
 import { isHastctlFailure, type HastListEntry } from './hastctl-output.js';
 import { readMounts, type MountEntry } from './mounts.js';
 import type { CarpReading, EngineResourceState, EngineRole, FsckOutcome, NodeOps } from './node-ops.js';
@@ -56,6 +56,9 @@ export function systemOps(options: SystemOpsOptions): NodeOps {
     },
     async checkFilesystem(resource: ResourceConfig, device: string): Promise<FsckOutcome> {
       return (await checkFilesystem(resource, device, { log, env })).outcome;
+    },
+    fsckStillRunning(device: string): string | undefined {
+      return fsckStillRunning(device);
     },
     async mount(resource: ResourceConfig, device: string): Promise<void> {
       await mountFilesystem(resource, device, { log, env });

@@ -13,6 +13,7 @@ import {
   exportPool,
   FsckError,
   fsckArgv,
+  fsckStillRunning,
   FsckTimeoutError,
   importPool,
   interpretFsckExit,
@@ -176,6 +177,10 @@ t.test('fsck that outlasts fsck_timeout is left running and reported with its pi
   t.equal((error as Error).message, `fsck.ext4 on /dev/hast/test (pid ${pid}) is still running after 1.5 s and was left to finish`);
   await sleep(200);
   t.ok(alive(pid), 'fsck was not killed');
+  t.equal(fsckStillRunning('/dev/hast/test'), `fsck.ext4 (pid ${pid})`);
+  await t.rejects(checkFilesystem(resource(), '/dev/hast/test', { log, env }), {
+    message: `fsck.ext4 (pid ${pid}) from an earlier promotion is still checking /dev/hast/test; not starting another`,
+  });
   process.kill(pid, 'SIGTERM');
   // The supervisor notes when the fsck it gave up on ends.
   while (!records.some((r) => String(r['msg']).includes('no longer waited for'))) await sleep(20);
@@ -183,6 +188,7 @@ t.test('fsck that outlasts fsck_timeout is left running and reported with its pi
     records.at(-1)?.['msg'],
     `fsck.ext4 on /dev/hast/test (pid ${pid}), no longer waited for, has ended: fsck.ext4 -p /dev/hast/test: killed by SIGTERM.`,
   );
+  t.equal(fsckStillRunning('/dev/hast/test'), undefined, 'forgotten once it ended');
 });
 
 t.test('an abort stops the wait for fsck, not fsck', async (t) => {
@@ -195,7 +201,9 @@ t.test('an abort stops the wait for fsck, not fsck', async (t) => {
   t.equal(await checking.catch((e: unknown) => e), reason);
   const pid = await pidFrom(join(dir, 'fsck.pid'));
   t.ok(alive(pid), 'fsck was not killed');
+  t.equal(fsckStillRunning('/dev/hast/test'), `fsck.ext4 (pid ${pid})`);
   process.kill(pid, 'SIGTERM');
+  while (fsckStillRunning('/dev/hast/test') !== undefined) await sleep(20);
   t.equal(
     await checkFilesystem(resource(), '/dev/x', { log: memoryLogger().log, signal: AbortSignal.abort(reason) }).catch((e: unknown) => e),
     reason,

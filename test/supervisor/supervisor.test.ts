@@ -397,6 +397,29 @@ t.test('a service whose status cannot be read is still stopped by its stop comma
   t.ok(cfg.resources.every((r) => node.roles.get(r.name) === 'secondary'));
 });
 
+t.test('an fsck left running keeps the role: the rollback does not take the device from under it, nor reboots', async (t) => {
+  const { node, supervisor } = setup('on_demote_failure = "reboot"');
+  node.failing.add('fsck');
+  node.fsckLeftRunning.set('/dev/hast/a', 'fsck.ext4 (pid 4242)');
+  node.carp = 'MASTER';
+  supervisor.reconcile('test');
+  await supervisor.idle();
+  t.match(supervisor.view().history[1], { direction: 'promote', outcome: 'failed', error: /fsck of a: fsck \/dev\/hast\/a failed/ });
+  t.match(supervisor.view().history[0], {
+    direction: 'demote',
+    outcome: 'failed',
+    error: 'role secondary of a: fsck.ext4 (pid 4242) is still checking /dev/hast/a; the role stays until it ends',
+  });
+  t.equal(node.roles.get('a'), 'primary', 'the device stays while fsck runs');
+  t.strictSame(node.reboots, [], 'no reboot either');
+  t.equal(node.stepDowns, 1, 'CARP was told to step down');
+
+  node.fsckLeftRunning.clear();
+  node.failing.delete('fsck');
+  await converge(supervisor, 'BACKUP', node);
+  t.equal(node.roles.get('a'), 'secondary', 'once fsck ended, the next demotion lets go');
+});
+
 t.test('shutdown lets go of everything', async (t) => {
   const { cfg, node, supervisor } = setup();
   await converge(supervisor, 'MASTER', node);
