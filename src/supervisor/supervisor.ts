@@ -78,7 +78,8 @@ export class Supervisor {
   private masterSince: number | undefined;
   private lastPromotionAt: number | undefined;
   private handedOver = false;
-  private steppedDown = false;
+  // Step-downs not yet undone: FreeBSD's demotion sysctl adds up, so each one is taken back.
+  private stepDowns = 0;
   private lastRefusal: string | undefined;
   private demotionFailure: string | undefined;
   private readonly history: TransitionRecord[] = [];
@@ -127,12 +128,7 @@ export class Supervisor {
     if (options.operator && role === 'primary') {
       this.handedOver = false;
       this.lastRefusal = undefined;
-      if (this.steppedDown) {
-        await this.ops.restoreCarp().catch((error: unknown) => {
-          this.log.error({ err: describeError(error) }, 'Could not undo the earlier CARP step-down.');
-        });
-        this.steppedDown = false;
-      }
+      await this.restoreCarp();
     }
     this.hint = { role, at: this.now() };
     const outcome = options.wait ? new Promise<SwitchOutcome>((resolve) => this.waiters.push({ role, resolve })) : undefined;
@@ -357,10 +353,22 @@ export class Supervisor {
     return false;
   }
 
+  private async restoreCarp(): Promise<void> {
+    while (this.stepDowns > 0) {
+      try {
+        await this.ops.restoreCarp();
+        this.stepDowns--;
+      } catch (error) {
+        this.log.error({ err: describeError(error), left: this.stepDowns }, 'Could not undo an earlier CARP step-down.');
+        return;
+      }
+    }
+  }
+
   private async stepDown(): Promise<void> {
     try {
       const argv = await this.ops.stepDownCarp();
-      this.steppedDown = true;
+      this.stepDowns++;
       this.log.warn({ argv }, 'Told CARP to step down so the peer becomes MASTER.');
     } catch (error) {
       this.log.error({ err: describeError(error) }, 'Could not tell CARP to step down.');
@@ -431,7 +439,10 @@ export class Supervisor {
     }
     if (this.lastRefusal !== undefined) warnings.push(`Promotion refused: ${this.lastRefusal}.`);
     if (this.demotionFailure !== undefined) warnings.push(`This node could not let go of its resources: ${this.demotionFailure}.`);
-    if (this.steppedDown) warnings.push('carp-hast told CARP to step down after a failed promotion; `carp-hast switch primary` undoes it.');
+    if (this.stepDowns > 0) {
+      const times = this.stepDowns === 1 ? '' : ` (${this.stepDowns} times)`;
+      warnings.push(`carp-hast told CARP to step down${times} after a failed or refused promotion; \`carp-hast switch primary\` undoes it.`);
+    }
     return [...warnings, ...this.extraWarnings()];
   }
 }

@@ -153,7 +153,7 @@ t.test('failover between two supervised nodes', { skip: isRoot ? false : 'needs 
     t.match(report.transitions[0], { direction: 'demote', outcome: 'done', reason: /rolling back promotion/ });
     t.equal(readFileSync(join(lab.dir, 'step-downs.log'), 'utf8').trim().split('\n').at(-1), 'a');
     t.equal(await vipOn(lab, 'a'), false, 'the step-down command gave the address up');
-    t.match(report.warnings.join('\n'), /step down after a failed promotion/);
+    t.match(report.warnings.join('\n'), /told CARP to step down after a failed or refused promotion/);
   });
 
   await t.test('carp-hast recover discards a secondary\'s copy; the primary sends a full copy', async (t) => {

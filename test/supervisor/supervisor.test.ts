@@ -206,6 +206,26 @@ t.test('a failed promotion step rolls back and tells CARP to step down', async (
   t.match(supervisor.view().warnings, [/step down/]);
 });
 
+t.test('every step-down is undone by an operator switch to primary, also after a failed undo', async (t) => {
+  const { node, supervisor } = setup();
+  node.failing.add('start');
+  await converge(supervisor, 'MASTER', node);
+  await converge(supervisor, 'MASTER', node);
+  t.equal(node.stepDowns, 2, 'two failed promotions, two step-downs');
+  t.match(supervisor.view().warnings, [/told CARP to step down \(2 times\)/]);
+  node.failing.add('restore');
+  await supervisor.requestSwitch('primary', { operator: true, wait: false });
+  await supervisor.idle();
+  t.equal(node.restores, 0);
+  t.match(supervisor.view().warnings, [/told CARP to step down \(2 times\)/], 'the warning stays while the demotion does');
+  node.failing.delete('restore');
+  node.failing.delete('start');
+  await supervisor.requestSwitch('primary', { operator: true, wait: false });
+  await supervisor.idle();
+  t.equal(node.restores, 2, 'both taken back');
+  t.notMatch(supervisor.view().warnings.join('\n'), /step down/);
+});
+
 t.test('split-brain refuses the promotion loudly, once, and an operator request is answered', async (t) => {
   const { node, supervisor, messages } = setup();
   node.splitBrain.add('b');
