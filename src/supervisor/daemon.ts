@@ -38,6 +38,9 @@ export class SupervisorDaemon {
   private readonly supervisor: Supervisor;
   private engineChild: EngineChild | undefined;
   private adoptedEngine = false;
+  // Health checks in a row in which the adopted engine did not answer.
+  private adoptedSilent = 0;
+  private checkingAdopted = false;
   private devd: DevdSource | undefined;
   private control: SupervisorControlServer | undefined;
   private health: ScheduledTask | undefined;
@@ -64,7 +67,10 @@ export class SupervisorDaemon {
       options.log.child({ component: 'control' }),
     );
     daemon.startDevd();
-    daemon.health = cron.schedule(options.config.supervisor.healthSchedule, () => daemon.supervisor.reconcile('the health check'));
+    daemon.health = cron.schedule(options.config.supervisor.healthSchedule, () => {
+      daemon.supervisor.reconcile('the health check');
+      void daemon.checkAdoptedEngine();
+    });
     void daemon.reconcileWhenEngineAnswers('start');
     options.log.info({ config: options.config.file }, 'Supervisor started.');
     return daemon;
@@ -89,7 +95,7 @@ export class SupervisorDaemon {
       engine: {
         kind: this.config.engine.kind,
         pid: this.engineChild?.pid,
-        running: this.adoptedEngine || this.engineChild?.running === true,
+        running: this.adoptedEngine ? this.adoptedSilent === 0 : this.engineChild?.running === true,
         restarts: this.engineChild?.restarts ?? 0,
       },
     });
@@ -160,6 +166,28 @@ export class SupervisorDaemon {
     this.engineChild.start();
   }
 
+  // An adopted engine that stops answering is replaced by one of this supervisor's own, as a child would be
+  // restarted. Two silent checks in a row, not one: a second engine next to a slow but live one would only fail
+  // to take the resources.
+  private async checkAdoptedEngine(): Promise<void> {
+    if (!this.adoptedEngine || this.checkingAdopted) return;
+    this.checkingAdopted = true;
+    try {
+      if (await this.engineAnswers()) {
+        this.adoptedSilent = 0;
+        return;
+      }
+      this.adoptedSilent++;
+      if (this.adoptedSilent < 2) return;
+      this.options.log.error('The engine this supervisor adopted no longer answers; starting one of its own.');
+      this.adoptedEngine = false;
+      this.adoptedSilent = 0;
+      await this.startEngine();
+    } finally {
+      this.checkingAdopted = false;
+    }
+  }
+
   private startDevd(): void {
     const { carp } = this.config;
     if (carp.source !== 'devd') return;
@@ -198,6 +226,7 @@ export class SupervisorDaemon {
   }
 
   private engineWarnings(): string[] {
+    if (this.adoptedEngine) return this.adoptedSilent > 0 ? ['The engine this supervisor adopted did not answer the last health check.'] : [];
     const child = this.engineChild;
     if (child === undefined || child.running) return [];
     return [`The engine is not running${child.restarts > 0 ? ` (restarted ${child.restarts} times)` : ''}.`];

@@ -25,6 +25,7 @@ export interface NodeSnapshot {
   carp: CarpReading | undefined;
   carpError: string | undefined;
   engineError: string | undefined;
+  mountsError: string | undefined;
   resources: ResourceSnapshot[];
   services: { name: string; running: boolean | undefined; error?: string }[];
 }
@@ -58,7 +59,7 @@ export async function readSnapshot(config: SupervisorConfig, ops: NodeOps): Prom
       return { name: service.name, running: running.value, ...(running.error ? { error: running.error } : {}) };
     }),
   );
-  return { carp: carp.value, carpError: carp.error, engineError: engine.error ?? mounts.error, resources, services };
+  return { carp: carp.value, carpError: carp.error, engineError: engine.error, mountsError: mounts.error, resources, services };
 }
 
 async function settle<T>(promise: Promise<T>): Promise<{ value: T | undefined; error: string | undefined }> {
@@ -145,7 +146,13 @@ export interface DecisionContext {
   failback: boolean;
   settleMs: number;
   minPromoteIntervalMs: number;
+  // Since when every reading of the engine has failed; undefined while it answers.
+  engineUnreadableSince: number | undefined;
 }
+
+// How long the engine may stay unreadable (while it is restarted) before a CARP MASTER gives the address to the
+// peer: the engine child restarts within seconds, so a minute without an answer is an engine that stays down.
+export const ENGINE_LOST_MS = 60_000;
 
 // What to do now.
 export type Decision =
@@ -168,7 +175,16 @@ export function wantedRole(snapshot: NodeSnapshot, hint: SwitchHint | undefined)
 
 // The decision: converge on the wanted role, guarded by settle, min_promote_interval, split-brain and failback.
 export function decide(snapshot: NodeSnapshot, assessment: Assessment, ctx: DecisionContext): Decision {
-  if (snapshot.engineError !== undefined) return { action: 'none', reason: `the engine cannot be read: ${snapshot.engineError}` };
+  if (snapshot.engineError !== undefined) {
+    const lost = ctx.engineUnreadableSince !== undefined && ctx.now - ctx.engineUnreadableSince >= ENGINE_LOST_MS;
+    if (lost && snapshot.carp?.state === 'MASTER') {
+      // The storage is not served from here; the peer holds a copy of every acknowledged write.
+      const reason = `the engine has not answered for ${ENGINE_LOST_MS / 1000} s; letting the peer take over`;
+      return { action: 'refuse', reason, stepDown: true };
+    }
+    return { action: 'none', reason: `the engine cannot be read: ${snapshot.engineError}` };
+  }
+  if (snapshot.mountsError !== undefined) return { action: 'none', reason: `the mount table cannot be read: ${snapshot.mountsError}` };
   const wanted = wantedRole(snapshot, ctx.hint);
   if (wanted === undefined) {
     const why = snapshot.carpError === undefined ? 'no switch hint yet' : `CARP cannot be read: ${snapshot.carpError}`;

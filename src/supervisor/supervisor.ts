@@ -80,6 +80,7 @@ export class Supervisor {
   private handedOver = false;
   // Step-downs not yet undone: FreeBSD's demotion sysctl adds up, so each one is taken back.
   private stepDowns = 0;
+  private engineUnreadableSince: number | undefined;
   private lastRefusal: string | undefined;
   private demotionFailure: string | undefined;
   private readonly history: TransitionRecord[] = [];
@@ -228,6 +229,7 @@ export class Supervisor {
       failback: s.failback,
       settleMs: s.settleMs,
       minPromoteIntervalMs: s.minPromoteIntervalMs,
+      engineUnreadableSince: this.engineUnreadableSince,
     };
   }
 
@@ -237,6 +239,8 @@ export class Supervisor {
     const isMaster = snapshot.carp?.state === 'MASTER';
     if (isMaster && !wasMaster) this.masterSince = this.now();
     if (!isMaster) this.masterSince = undefined;
+    if (snapshot.engineError === undefined) this.engineUnreadableSince = undefined;
+    else this.engineUnreadableSince ??= this.now();
     if (snapshot.carp !== undefined && snapshot.carp.state !== this.snapshot?.carp?.state) {
       this.log.info({ carp: snapshot.carp.detail }, `CARP is ${snapshot.carp.state} on this node.`);
     }
@@ -427,6 +431,7 @@ export class Supervisor {
     const warnings: string[] = [];
     const snapshot = this.snapshot;
     if (snapshot?.engineError !== undefined) warnings.push(`The engine cannot be read: ${snapshot.engineError}.`);
+    if (snapshot?.mountsError !== undefined) warnings.push(`The mount table cannot be read: ${snapshot.mountsError}.`);
     if (snapshot?.carpError !== undefined) warnings.push(`CARP cannot be read: ${snapshot.carpError}.`);
     for (const r of snapshot?.resources ?? []) {
       if (r.engine?.splitBrain === true) warnings.push(splitBrainWarning(r.engine, this.config.engine.node ?? hostname()));

@@ -47,3 +47,37 @@ fstype = "none"
   t.equal(engine.process.exitCode, null, 'the adopted engine still runs');
   t.equal((await hastctl(layout, 'b', 'status', 'test')).exitCode, 0);
 });
+
+t.test('an adopted engine that stops answering is replaced by one of the supervisor\'s own', async (t) => {
+  const layout = await pairLayout(t, 'memsync', 8 * MiB);
+  t.equal((await hastctl(layout, 'b', 'create', '-e', '1M', 'test')).exitCode, 0);
+  const engine = await startDaemon(t, layout, 'b');
+  const config = parseSupervisorConf(
+    `[engine]
+hast_conf = "${layout.conf}"
+node = "b"
+run_dir = "${join(layout.dir, 'run-b')}"
+[carp]
+source = "notify"
+[supervisor]
+control_socket = "${join(layout.dir, 'sup-b.sock')}"
+health_schedule = "* * * * * *"
+[[resource]]
+name = "test"
+fstype = "none"
+`,
+    join(layout.dir, 'carp-hast.toml'),
+  );
+  const { log, messages } = memoryLogger();
+  const daemon = await SupervisorDaemon.start({ config, log, cli: CLI });
+  t.teardown(() => daemon.stop());
+  t.match(daemon.status().engine, { running: true, pid: undefined });
+  engine.process.kill('SIGKILL');
+  await engine.process;
+  await waitFor('a health check without an answer', () => daemon.status().engine.running === false, 30_000);
+  t.match(daemon.status().warnings, ['The engine this supervisor adopted did not answer the last health check.']);
+  await waitFor('an engine of its own', () => daemon.status().engine.pid !== undefined, 30_000);
+  t.ok(messages().includes('The engine this supervisor adopted no longer answers; starting one of its own.'));
+  await waitFor('the new engine to answer', async () => (await hastctl(layout, 'b', 'status', 'test')).exitCode === 0, 30_000);
+  t.match(daemon.status().engine, { running: true, restarts: 0 });
+});

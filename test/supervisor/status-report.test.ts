@@ -90,6 +90,7 @@ const PRIMARY_VIEW: SupervisorView = {
     carp: MASTER,
     carpError: undefined,
     engineError: undefined,
+    mountsError: undefined,
     resources: [TEST_PRIMARY, TANK_PRIMARY],
     services: [
       { name: 'nfsd', running: true },
@@ -171,6 +172,7 @@ t.test('a secondary with nothing to report: no services, no transitions, no warn
       carp: { state: 'BACKUP', detail: '1@em0 BACKUP (advskew 100)' },
       carpError: undefined,
       engineError: undefined,
+      mountsError: undefined,
       resources: [
         {
           name: 'test',
@@ -244,6 +246,7 @@ t.test('an unreadable CARP, a promotion half done, an engine error and a pool no
       carp: undefined,
       carpError,
       engineError: undefined,
+      mountsError: undefined,
       resources: [
         { ...TEST_PRIMARY, engine: { name: 'test', role: 'primary', status: 'complete', dirty: 0, splitBrain: false }, mountedFrom: undefined },
         { ...TANK_PRIMARY, engine: { name: 'tank', role: 'unknown', status: undefined, dirty: 0, splitBrain: false, error: 'hastctl error 1' }, device: undefined, poolImported: false },
@@ -306,6 +309,7 @@ t.test('a stale mount is named first; a resource the engine does not list is unk
       carp: MASTER,
       carpError: undefined,
       engineError: undefined,
+      mountsError: undefined,
       resources: [{ ...TEST_PRIMARY, engine: undefined, device: undefined }],
       services: [],
     },

@@ -440,6 +440,40 @@ t.test('an fsck left running keeps the role: the rollback does not take the devi
   t.equal(node.roles.get('a'), 'secondary', 'once fsck ended, the next demotion lets go');
 });
 
+t.test('an engine that stays unreadable for a minute on a CARP MASTER gives the address to the peer, once', async (t) => {
+  let clock = Date.parse('2025-03-01T10:00:00.000Z');
+  const { cfg, node, supervisor } = setup('', () => clock);
+  await converge(supervisor, 'MASTER', node);
+  node.failing.add('engine');
+  node.calls.length = 0;
+  await converge(supervisor, 'MASTER', node);
+  t.match(supervisor.view().decision, { action: 'none', reason: /^the engine cannot be read: hastctl list: connect ECONNREFUSED/ });
+  clock += 59_000;
+  await converge(supervisor, 'MASTER', node);
+  t.equal(node.stepDowns, 0, 'a restart of the engine has a minute');
+  clock += 1_000;
+  await converge(supervisor, 'MASTER', node);
+  t.equal(node.stepDowns, 1);
+  t.match(supervisor.view().history[0], { outcome: 'refused', reason: 'the engine has not answered for 60 s; letting the peer take over' });
+  await converge(supervisor, 'MASTER', node);
+  t.equal(node.stepDowns, 1, 'once');
+  t.strictSame(node.calls, [], 'nothing was done to the mounts or services without the engine');
+  t.match(supervisor.view().warnings, [/The engine cannot be read/, /Promotion refused: the engine has not answered/, /step down/]);
+
+  node.failing.delete('engine');
+  await converge(supervisor, 'BACKUP', node);
+  t.ok(node.isSecondary(cfg.resources), 'the engine back, the node follows CARP again');
+});
+
+t.test('a mount table that cannot be read is said as such, and nothing is done', async (t) => {
+  const { node, supervisor } = setup();
+  node.failing.add('mounts');
+  await converge(supervisor, 'MASTER', node);
+  t.match(supervisor.view().decision, { action: 'none', reason: /^the mount table cannot be read: / });
+  t.match(supervisor.view().warnings, [/^The mount table cannot be read: /]);
+  t.strictSame(node.calls, []);
+});
+
 t.test('shutdown lets go of everything', async (t) => {
   const { cfg, node, supervisor } = setup();
   await converge(supervisor, 'MASTER', node);
