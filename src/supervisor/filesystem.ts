@@ -315,6 +315,12 @@ export async function unmountFilesystem(
     log.error(`Unable to find the processes holding ${mountpoint}: ${describeError(error)}.`);
     return [];
   });
+  // Unmounted meanwhile (by someone else), fstat -f and fuser would name every process on the file system
+  // below: nobody is signalled unless the mount is still there.
+  if (!(await mounted())) {
+    log.warn({ durationMs: elapsed() }, `${mountpoint} was unmounted meanwhile; no process was stopped.`);
+    return { escalation: 'clean', killed: [] };
+  }
   const killed = await stopProcesses(holders, options.killGraceMs ?? 5_000, log);
   if ((await umount(['umount', mountpoint])) === undefined) {
     const how = killed.length > 0 ? `after stopping pid(s) ${killed.join(', ')}` : 'on the second try';
@@ -344,8 +350,8 @@ async function findHolders(
   if (platform === 'freebsd') {
     pids = parseFstatPids((await runCommand(['fstat', '-m', '-f', mountpoint], policy)).stdout);
   } else {
-    // fuser exits 1 when no process uses the file system.
-    const { stdout } = await runCommand(['fuser', '-m', mountpoint], policy).catch((error: unknown) => {
+    // -M: only if it is a mountpoint. fuser exits 1 when no process uses the file system (or it is no mountpoint).
+    const { stdout } = await runCommand(['fuser', '-M', '-m', mountpoint], policy).catch((error: unknown) => {
       if (error instanceof CommandError && error.exitCode === 1) return error;
       throw error;
     });

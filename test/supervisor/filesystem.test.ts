@@ -373,6 +373,18 @@ t.test('FreeBSD: a busy mount is freed by stopping its holders, found with fstat
   t.equal(records[1]?.['output'], 'umount: unmount of /hast/test failed: Device busy');
 });
 
+t.test('FreeBSD: a mount gone by the time its holders are listed gets no process signalled', async (t) => {
+  const { dir, env, holder } = await freebsdMachine(t);
+  // Someone else unmounts between the busy umount and fstat, which then lists the file system below.
+  await writeFile(join(dir, 'fstat'), `#!/bin/sh\nrm -f "${dir}/mounted"\nprintf "root     sleep %10s   wd /      2 drwxr-xr-x     512  r\\n" "$(cat "${dir}/holder")"\n`);
+  const { log, messages } = memoryLogger();
+  const result = await unmountFilesystem('/hast/test', { log, env, platform: 'freebsd', timeoutMs: 10_000 });
+  t.same(result, { escalation: 'clean', killed: [] });
+  t.equal(holder.exitCode, null, 'the holder was not signalled');
+  t.equal(holder.signalCode, null);
+  t.ok(messages().includes('/hast/test was unmounted meanwhile; no process was stopped.'));
+});
+
 t.test('FreeBSD: a holder that ignores SIGTERM gets SIGKILL after the grace time', async (t) => {
   const { env, holder } = await freebsdMachine(t, true);
   const { log, messages } = memoryLogger();
