@@ -18,6 +18,8 @@ export function serveUntilSignalled(log: Logger, handlers: SignalHandlers): Prom
       if (stopping) return;
       stopping = true;
       process.off('SIGHUP', reload);
+      // Still handled: with no listener, a SIGHUP would end the process in the middle of letting go.
+      process.on('SIGHUP', () => log.info('Ignoring SIGHUP while stopping.'));
       handlers.stop(signal).then(
         () => resolveExit(0),
         (error: unknown) => {

@@ -241,6 +241,9 @@ function settingsNeedingRestart(before: SupervisorConfig, after: SupervisorConfi
     'carp.source': c.carp.source,
     'carp.devd_socket': c.carp.devdSocket,
     'carp.vhids': c.carp.vhids,
+    // Read and run by the node operations, which keep the configuration they were made with.
+    'carp.vip': c.carp.vip,
+    'carp.step_down': c.carp.stepDown,
     'supervisor.control_socket': c.supervisor.controlSocket,
     'supervisor.health_schedule': c.supervisor.healthSchedule,
   });

@@ -50,7 +50,7 @@ export interface NodeOps {
   mounts(): Promise<MountEntry[]>;
   poolImported(pool: string): Promise<boolean>;
   importPool(resource: ResourceConfig): Promise<void>;
-  exportPool(pool: string): Promise<void>;
+  exportPool(resource: ResourceConfig): Promise<void>;
   startService(service: ServiceConfig): Promise<void>;
   stopService(service: ServiceConfig): Promise<void>;
   // undefined when the service has no status command.

@@ -238,7 +238,7 @@ export function demotionSteps(config: SupervisorConfig, ops: NodeOps, clock: Sec
         target: name,
         async run() {
           if (!(await ops.poolImported(pool))) return `pool ${pool} not imported`;
-          await ops.exportPool(pool);
+          await ops.exportPool(resource);
           return `pool ${pool}`;
         },
       });

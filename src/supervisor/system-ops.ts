@@ -75,9 +75,8 @@ export function systemOps(options: SystemOpsOptions): NodeOps {
     async importPool(resource: ResourceConfig): Promise<void> {
       await importPool(resource.pool ?? resource.name, { log, timeoutMs: resource.mountTimeoutMs, env });
     },
-    async exportPool(pool: string): Promise<void> {
-      const resource = config.resources.find((r) => r.pool === pool);
-      await exportPool(pool, { log, timeoutMs: resource?.mountTimeoutMs ?? UNMOUNT_TIMEOUT_MS, env });
+    async exportPool(resource: ResourceConfig): Promise<void> {
+      await exportPool(resource.pool ?? resource.name, { log, timeoutMs: resource.mountTimeoutMs, env });
     },
     async startService(service: ServiceConfig): Promise<void> {
       await startService(service, { log });

@@ -9,13 +9,12 @@ import { memoryLogger } from '../fixtures/memory-log.js';
 
 const CLI = [process.execPath, `${CLI_DIR}main.js`];
 
-t.test('an engine that already runs is adopted, driven through hastctl, and left running at stop', async (t) => {
+t.test('an engine that already runs is adopted, driven through hastctl, and left running at stop; a reload names what needs a restart', async (t) => {
   const layout = await pairLayout(t, 'memsync', 8 * MiB);
   t.equal((await hastctl(layout, 'b', 'create', '-e', '1M', 'test')).exitCode, 0);
   const engine = await startDaemon(t, layout, 'b');
   const controlSocket = join(layout.dir, 'sup-b.sock');
-  const config = parseSupervisorConf(
-    `[engine]
+  const text = `[engine]
 hast_conf = "${layout.conf}"
 node = "b"
 run_dir = "${join(layout.dir, 'run-b')}"
@@ -26,9 +25,8 @@ control_socket = "${controlSocket}"
 [[resource]]
 name = "test"
 fstype = "none"
-`,
-    join(layout.dir, 'carp-hast.toml'),
-  );
+`;
+  const config = parseSupervisorConf(text, join(layout.dir, 'carp-hast.toml'));
   const { log, messages } = memoryLogger();
   const daemon = await SupervisorDaemon.start({ config, log, cli: CLI });
   t.teardown(() => daemon.stop());
@@ -41,6 +39,11 @@ fstype = "none"
   t.match((await hastctl(layout, 'b', 'status', 'test')).stdout, /^test\t-\s+secondary /m);
   const status = await sendSupervisorRequest(controlSocket, { op: 'status' }, 10_000);
   t.match(status.data, { actual: 'secondary', carp: { state: 'unknown' }, transitions: [{ direction: 'demote', outcome: 'done' }] });
+
+  // SIGHUP: the node operations keep the CARP settings they were made with, and the log says so.
+  daemon.reload(parseSupervisorConf(text.replace('source = "notify"', 'source = "notify"\nvip = "192.0.2.10"'), config.file));
+  t.ok(messages().includes('These settings take effect after a restart: carp.vip.'));
+  t.ok(messages().includes('Configuration reloaded.'));
 
   await daemon.stop();
   await waitFor('the control socket to go', async () => (await sendSupervisorRequest(controlSocket, { op: 'status' }, 1000).catch(() => undefined)) === undefined);
@@ -75,7 +78,7 @@ fstype = "none"
   engine.process.kill('SIGKILL');
   await engine.process;
   await waitFor('a health check without an answer', () => daemon.status().engine.running === false, 30_000);
-  t.match(daemon.status().warnings, ['The engine this supervisor adopted did not answer the last health check.']);
+  t.ok(daemon.status().warnings.includes('The engine this supervisor adopted did not answer the last health check.'));
   await waitFor('an engine of its own', () => daemon.status().engine.pid !== undefined, 30_000);
   t.ok(messages().includes('The engine this supervisor adopted no longer answers; starting one of its own.'));
   await waitFor('the new engine to answer', async () => (await hastctl(layout, 'b', 'status', 'test')).exitCode === 0, 30_000);
