@@ -4,28 +4,34 @@ import { parseSupervisorConf } from '../../src/config/supervisor-conf.js';
 import { sendSupervisorRequest } from '../../src/supervisor/control-socket.js';
 import { SupervisorDaemon } from '../../src/supervisor/daemon.js';
 import { CLI_DIR } from '../fixtures/cli.js';
-import { hastctl, MiB, pairLayout, startDaemon, waitFor } from '../fixtures/engine-pair.js';
+import { hastctl, MiB, pairLayout, startDaemon, waitFor, type PairLayout } from '../fixtures/engine-pair.js';
 import { memoryLogger } from '../fixtures/memory-log.js';
 
 const CLI = [process.execPath, `${CLI_DIR}main.js`];
 
-t.test('an engine that already runs is adopted, driven through hastctl, and left running at stop; a reload names what needs a restart', async (t) => {
-  const layout = await pairLayout(t, 'memsync', 8 * MiB);
-  t.equal((await hastctl(layout, 'b', 'create', '-e', '1M', 'test')).exitCode, 0);
-  const engine = await startDaemon(t, layout, 'b');
-  const controlSocket = join(layout.dir, 'sup-b.sock');
-  const text = `[engine]
+// Node b's supervisor configuration for the pair: no CARP reading (notify), one raw resource.
+function nodeBConf(layout: PairLayout, supervisorExtra = ''): string {
+  return `[engine]
 hast_conf = "${layout.conf}"
 node = "b"
 run_dir = "${join(layout.dir, 'run-b')}"
 [carp]
 source = "notify"
 [supervisor]
-control_socket = "${controlSocket}"
+control_socket = "${join(layout.dir, 'sup-b.sock')}"
+${supervisorExtra}
 [[resource]]
 name = "test"
 fstype = "none"
 `;
+}
+
+t.test('an engine that already runs is adopted, driven through hastctl, and left running at stop; a reload names what needs a restart', async (t) => {
+  const layout = await pairLayout(t, 'memsync', 8 * MiB);
+  t.equal((await hastctl(layout, 'b', 'create', '-e', '1M', 'test')).exitCode, 0);
+  const engine = await startDaemon(t, layout, 'b');
+  const controlSocket = join(layout.dir, 'sup-b.sock');
+  const text = nodeBConf(layout);
   const config = parseSupervisorConf(text, join(layout.dir, 'carp-hast.toml'));
   const { log, messages } = memoryLogger();
   const daemon = await SupervisorDaemon.start({ config, log, cli: CLI });
@@ -55,22 +61,7 @@ t.test('an adopted engine that stops answering is replaced by one of the supervi
   const layout = await pairLayout(t, 'memsync', 8 * MiB);
   t.equal((await hastctl(layout, 'b', 'create', '-e', '1M', 'test')).exitCode, 0);
   const engine = await startDaemon(t, layout, 'b');
-  const config = parseSupervisorConf(
-    `[engine]
-hast_conf = "${layout.conf}"
-node = "b"
-run_dir = "${join(layout.dir, 'run-b')}"
-[carp]
-source = "notify"
-[supervisor]
-control_socket = "${join(layout.dir, 'sup-b.sock')}"
-health_schedule = "* * * * * *"
-[[resource]]
-name = "test"
-fstype = "none"
-`,
-    join(layout.dir, 'carp-hast.toml'),
-  );
+  const config = parseSupervisorConf(nodeBConf(layout, 'health_schedule = "* * * * * *"'), join(layout.dir, 'carp-hast.toml'));
   const { log, messages } = memoryLogger();
   const daemon = await SupervisorDaemon.start({ config, log, cli: CLI });
   t.teardown(() => daemon.stop());

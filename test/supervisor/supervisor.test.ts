@@ -336,13 +336,19 @@ t.test('a promotion waits for the peer to let go, and gives up after peer_releas
   t.equal(second.node.stepDowns, 1);
 });
 
+// A primary whose engine restarted: the resources are back in init, the devices gone, the mounts still there.
+async function primaryWhoseEngineRestarted() {
+  const rig = setup();
+  await converge(rig.supervisor, 'MASTER', rig.node);
+  rig.node.roles.set('a', 'init');
+  rig.node.roles.set('b', 'init');
+  rig.node.devices.clear();
+  rig.node.calls.length = 0;
+  return rig;
+}
+
 t.test('a stale mount left by an engine restart is cleared before promoting again', async (t) => {
-  const { cfg, node, supervisor } = setup();
-  await converge(supervisor, 'MASTER', node);
-  node.roles.set('a', 'init');
-  node.roles.set('b', 'init');
-  node.devices.clear();
-  node.calls.length = 0;
+  const { cfg, node, supervisor } = await primaryWhoseEngineRestarted();
   await converge(supervisor, 'MASTER', node);
   t.strictSame(node.calls, [...DEMOTION, ...PROMOTION]);
   t.ok(node.isPrimary(cfg.resources, cfg.services));
@@ -352,12 +358,7 @@ t.test('a stale mount left by an engine restart is cleared before promoting agai
 // The lab saw this: the restarted engine's own event reconciled while the stale mount was being cleared, and the
 // clearing, a step toward primary, was taken for a demotion against the wish and cancelled.
 t.test('a reconcile during the clearing of a stale mount lets the clearing finish', async (t) => {
-  const { cfg, node, supervisor } = setup();
-  await converge(supervisor, 'MASTER', node);
-  node.roles.set('a', 'init');
-  node.roles.set('b', 'init');
-  node.devices.clear();
-  node.calls.length = 0;
+  const { cfg, node, supervisor } = await primaryWhoseEngineRestarted();
   const pause = node.pauseAtCall(2);
   supervisor.reconcile('test');
   await pause.reached;
