@@ -40,7 +40,9 @@ export class SupervisorDaemon {
   private adoptedEngine = false;
   // Health checks in a row in which the adopted engine did not answer.
   private adoptedSilent = 0;
-  private checkingAdopted = false;
+  // The health check of an adopted engine in flight, which stop() waits for: it may start an engine.
+  private adoptedCheck: Promise<void> | undefined;
+  private stopping = false;
   private devd: DevdSource | undefined;
   private control: SupervisorControlServer | undefined;
   private health: ScheduledTask | undefined;
@@ -55,6 +57,7 @@ export class SupervisorDaemon {
       ops: systemOps({ ...options, splitBrain: this.splitBrain }),
     });
     this.supervisor.addWarningSource(() => this.engineWarnings());
+    this.supervisor.setEngineRunning(() => this.engineRunning());
   }
 
   // Starts everything; the first reconcile runs once the engine answers.
@@ -69,7 +72,7 @@ export class SupervisorDaemon {
     daemon.startDevd();
     daemon.health = cron.schedule(options.config.supervisor.healthSchedule, () => {
       daemon.supervisor.reconcile('the health check');
-      void daemon.checkAdoptedEngine();
+      daemon.adoptedCheck ??= daemon.checkAdoptedEngine().finally(() => (daemon.adoptedCheck = undefined));
     });
     void daemon.reconcileWhenEngineAnswers('start');
     options.log.info({ config: options.config.file }, 'Supervisor started.');
@@ -95,7 +98,7 @@ export class SupervisorDaemon {
       engine: {
         kind: this.config.engine.kind,
         pid: this.engineChild?.pid,
-        running: this.adoptedEngine ? this.adoptedSilent === 0 : this.engineChild?.running === true,
+        running: this.engineRunning(),
         restarts: this.engineChild?.restarts ?? 0,
       },
     });
@@ -103,11 +106,13 @@ export class SupervisorDaemon {
 
   // Lets go of the node and stops (SIGTERM): demote, then stop the engine, devd, the schedule and the socket.
   async stop(): Promise<void> {
+    this.stopping = true;
     this.health?.stop();
     await this.devd?.stop();
     const record = await this.supervisor.shutdown();
     if (record.outcome !== 'done') this.options.log.error({ err: record.error }, 'Stopping without having let go cleanly.');
     await this.control?.close();
+    await this.adoptedCheck;
     await this.engineChild?.stop();
     this.options.log.info('Supervisor stopped.');
   }
@@ -150,6 +155,7 @@ export class SupervisorDaemon {
       log.info('The engine is already running; supervising it through hastctl without restarting it.');
       return;
     }
+    if (this.stopping) return;
     const argv = engineArgv(this.config.engine, this.options.cli === undefined ? {} : { cli: this.options.cli });
     const backoff = this.options.engineBackoffMs;
     this.engineChild = new EngineChild(
@@ -170,22 +176,17 @@ export class SupervisorDaemon {
   // restarted. Two silent checks in a row, not one: a second engine next to a slow but live one would only fail
   // to take the resources.
   private async checkAdoptedEngine(): Promise<void> {
-    if (!this.adoptedEngine || this.checkingAdopted) return;
-    this.checkingAdopted = true;
-    try {
-      if (await this.engineAnswers()) {
-        this.adoptedSilent = 0;
-        return;
-      }
-      this.adoptedSilent++;
-      if (this.adoptedSilent < 2) return;
-      this.options.log.error('The engine this supervisor adopted no longer answers; starting one of its own.');
-      this.adoptedEngine = false;
+    if (!this.adoptedEngine) return;
+    if (await this.engineAnswers()) {
       this.adoptedSilent = 0;
-      await this.startEngine();
-    } finally {
-      this.checkingAdopted = false;
+      return;
     }
+    this.adoptedSilent++;
+    if (this.adoptedSilent < 2 || this.stopping) return;
+    this.options.log.error('The engine this supervisor adopted no longer answers; starting one of its own.');
+    this.adoptedEngine = false;
+    this.adoptedSilent = 0;
+    await this.startEngine();
   }
 
   private startDevd(): void {
@@ -223,6 +224,10 @@ export class SupervisorDaemon {
     const deadline = Date.now() + ENGINE_READY_TIMEOUT_MS;
     while (!(await this.engineAnswers()) && Date.now() < deadline) await sleep(ENGINE_POLL_MS);
     this.supervisor.reconcile(trigger);
+  }
+
+  private engineRunning(): boolean {
+    return this.adoptedEngine ? this.adoptedSilent === 0 : this.engineChild?.running === true;
   }
 
   private engineWarnings(): string[] {

@@ -107,13 +107,19 @@ export function interpretFsckExit(fstype: FsType, code: number): FsckVerdict {
   return 'failed';
 }
 
-// The fsck runs this process stopped waiting for and that have not ended yet, by device: what they are.
-const leftRunning = new Map<string, string>();
+// The fsck runs this process stopped waiting for and that have not ended yet, by device: what they are, and
+// until when the device is kept for them (twice fsck_timeout from their start: one hung on a dead device
+// would otherwise hold the node forever).
+const leftRunning = new Map<string, { what: string; keepUntil: number; log: Logger }>();
 
 // What still checks `device` after its promotion stopped waiting ("fsck.ext4 (pid 123)"), if anything: the
 // device must not be taken away under it, nor a second fsck started on it.
 export function fsckStillRunning(device: string): string | undefined {
-  return leftRunning.get(device);
+  const entry = leftRunning.get(device);
+  if (entry === undefined || performance.now() < entry.keepUntil) return entry?.what;
+  leftRunning.delete(device);
+  entry.log.error(`${entry.what} still runs at twice fsck_timeout; ${device} is no longer kept for it.`);
+  return undefined;
 }
 
 // Runs fsck on `device` as the resource's fstype and fsck policy say. fsck is never killed: only the wait is
@@ -131,7 +137,7 @@ export async function checkFilesystem(
     return { outcome: 'skipped', durationMs: 0 };
   }
   options.signal?.throwIfAborted();
-  const earlier = leftRunning.get(device);
+  const earlier = fsckStillRunning(device);
   if (earlier !== undefined) throw new Error(`${earlier} from an earlier promotion is still checking ${device}; not starting another`);
   const program = argv[0] ?? 'fsck';
   const started = performance.now();
@@ -156,8 +162,9 @@ export async function checkFilesystem(
   const failure = await settleWithin(finished, resource.fsckTimeoutMs, options.signal);
   const durationMs = Math.round(performance.now() - started);
   if (failure === TIMED_OUT || failure === ABORTED) {
-    leftRunning.set(device, `${program} (pid ${pid})`);
-    void finished.finally(() => leftRunning.delete(device)).catch(() => undefined);
+    const entry = { what: `${program} (pid ${pid})`, keepUntil: started + 2 * resource.fsckTimeoutMs, log };
+    leftRunning.set(device, entry);
+    void finished.finally(() => leftRunning.get(device) === entry && leftRunning.delete(device)).catch(() => undefined);
     reportLateEnd(finished, log, `${program} on ${device} (pid ${pid})`, started);
     if (failure === ABORTED) {
       log.warn({ durationMs, pid }, `Stopped waiting for ${program} on ${device} (pid ${pid}); it was left to finish.`);

@@ -88,6 +88,7 @@ function resourceSteps(config: SupervisorConfig, ops: NodeOps, clock: SecondaryC
         const deadline = started + config.supervisor.peerReleaseTimeoutMs;
         const graceMs = config.supervisor.peerConnectGraceMs;
         let entry = await engineEntry(ops, name);
+        clock.observe(name, entry.role, entry.status);
         // A resource without a role (the engine has just started) cannot hear from a primary peer; a secondary can.
         const fromInit = entry.role === 'init' && graceMs > 0;
         if (fromInit) {

@@ -18,6 +18,8 @@ export interface ResourceSnapshot {
   mountedFrom: string | undefined;
   pool: string | undefined;
   poolImported: boolean | undefined;
+  // An fsck an earlier promotion stopped waiting for, still checking the device ("fsck.ext4 (pid 123)").
+  fsckRunning?: string;
 }
 
 // Everything the supervisor reads before it decides.
@@ -28,6 +30,10 @@ export interface NodeSnapshot {
   mountsError: string | undefined;
   resources: ResourceSnapshot[];
   services: { name: string; running: boolean | undefined; error?: string }[];
+}
+
+function fsckField(fsck: string | undefined): { fsckRunning?: string } {
+  return fsck === undefined ? {} : { fsckRunning: fsck };
 }
 
 // Reads the system; a failing reader is recorded in the snapshot, not thrown, so the rest is still known.
@@ -50,6 +56,7 @@ export async function readSnapshot(config: SupervisorConfig, ops: NodeOps): Prom
         mountedFrom: mount === undefined ? undefined : ((await ops.resolveDevice(mount.source)) ?? mount.source),
         pool,
         poolImported: pool === undefined ? undefined : (await settle(ops.poolImported(pool))).value,
+        ...fsckField(ops.fsckStillRunning(devicePath(resource.name))),
       };
     }),
   );
@@ -148,10 +155,12 @@ export interface DecisionContext {
   minPromoteIntervalMs: number;
   // Since when every reading of the engine has failed; undefined while it answers.
   engineUnreadableSince: number | undefined;
+  // Whether the engine's process runs (a hung engine is not a dead one: its primary may still replicate).
+  engineRunning: boolean;
 }
 
-// How long the engine may stay unreadable (while it is restarted) before a CARP MASTER gives the address to the
-// peer: the engine child restarts within seconds, so a minute without an answer is an engine that stays down.
+// How long the engine may stay down and unreadable (while it is restarted) before a CARP MASTER gives the address
+// to the peer: the engine child restarts within seconds, so a minute without it is an engine that stays down.
 export const ENGINE_LOST_MS = 60_000;
 
 // What to do now.
@@ -177,7 +186,7 @@ export function wantedRole(snapshot: NodeSnapshot, hint: SwitchHint | undefined)
 export function decide(snapshot: NodeSnapshot, assessment: Assessment, ctx: DecisionContext): Decision {
   if (snapshot.engineError !== undefined) {
     const lost = ctx.engineUnreadableSince !== undefined && ctx.now - ctx.engineUnreadableSince >= ENGINE_LOST_MS;
-    if (lost && snapshot.carp?.state === 'MASTER') {
+    if (lost && !ctx.engineRunning && snapshot.carp?.state === 'MASTER') {
       // The storage is not served from here; the peer holds a copy of every acknowledged write.
       const reason = `the engine has not answered for ${ENGINE_LOST_MS / 1000} s; letting the peer take over`;
       return { action: 'refuse', reason, stepDown: true };
@@ -185,6 +194,13 @@ export function decide(snapshot: NodeSnapshot, assessment: Assessment, ctx: Deci
     return { action: 'none', reason: `the engine cannot be read: ${snapshot.engineError}` };
   }
   if (snapshot.mountsError !== undefined) return { action: 'none', reason: `the mount table cannot be read: ${snapshot.mountsError}` };
+  // Neither role may be taken while an earlier fsck repairs a device: not primary (a second fsck, a mount under
+  // the repair), not secondary (the device would go from under it).
+  const checking = snapshot.resources.filter((r) => r.fsckRunning !== undefined);
+  if (checking.length > 0) {
+    const what = checking.map((r) => `${r.fsckRunning} on ${devicePath(r.name)}`).join(', ');
+    return { action: 'none', reason: `waiting for ${what}, left running by an earlier promotion` };
+  }
   const wanted = wantedRole(snapshot, ctx.hint);
   if (wanted === undefined) {
     const why = snapshot.carpError === undefined ? 'no switch hint yet' : `CARP cannot be read: ${snapshot.carpError}`;

@@ -78,8 +78,8 @@ export class Supervisor {
   private masterSince: number | undefined;
   private lastPromotionAt: number | undefined;
   private handedOver = false;
-  // Step-downs not yet undone: FreeBSD's demotion sysctl adds up, so each one is taken back.
-  private stepDowns = 0;
+  // A CARP step-down not yet taken back (there is at most one: FreeBSD's demotion sysctl adds up).
+  private steppedDown = false;
   private engineUnreadableSince: number | undefined;
   private lastRefusal: string | undefined;
   private demotionFailure: string | undefined;
@@ -87,6 +87,8 @@ export class Supervisor {
   private waiters: Waiter[] = [];
   private idleWaiters: (() => void)[] = [];
   private extraWarnings: () => string[] = () => [];
+  // Not known unless told: counted as not running, so that an engine that stays unreadable is given up on.
+  private engineRunning: () => boolean = () => false;
   // Real time, not `now`: the promotion polls against it while the peer has its chance to connect.
   private readonly secondaryClock = new SecondaryClock();
 
@@ -95,6 +97,11 @@ export class Supervisor {
     this.ops = options.ops;
     this.log = options.log;
     this.now = options.now ?? Date.now;
+  }
+
+  // Tells whether the engine's process runs, for those who know (the daemon with its child or adopted engine).
+  setEngineRunning(probe: () => boolean): void {
+    this.engineRunning = probe;
   }
 
   // Adds warnings that others know about (the managed engine's restarts) to the status view.
@@ -230,6 +237,7 @@ export class Supervisor {
       settleMs: s.settleMs,
       minPromoteIntervalMs: s.minPromoteIntervalMs,
       engineUnreadableSince: this.engineUnreadableSince,
+      engineRunning: this.engineRunning(),
     };
   }
 
@@ -254,7 +262,8 @@ export class Supervisor {
     const wanted = wantedRole(snapshot, this.hint);
     const running = this.running;
     if (wanted === undefined || running === undefined || running.controller.signal.aborted) return;
-    if (wanted.role === running.toward) return;
+    // A demotion gives up what secondary gives up too, whichever role it worked toward.
+    if (wanted.role === running.toward || (wanted.role === 'secondary' && running.direction === 'demote')) return;
     this.log.warn({ wanted: wanted.role, why: wanted.why }, `Cancelling the running ${running.direction} at the next step: ${wanted.why}.`);
     running.controller.abort();
   }
@@ -323,6 +332,8 @@ export class Supervisor {
       if (record.outcome === 'done') {
         this.handedOver = false;
         this.lastRefusal = undefined;
+        // Serving now: a step-down left from before would hand MASTER away at the next preemption.
+        await this.restoreCarp();
       } else if (record.outcome !== 'cancelled') {
         this.resolveWaiters('primary', { ok: false, message: `Promotion ${record.outcome}: ${record.error}.` });
         return this.rollBack(record);
@@ -339,9 +350,10 @@ export class Supervisor {
     const failed = record.steps.filter((step) => step.outcome === 'failed');
     this.demotionFailure = failed.length === 0 ? undefined : failed.map((s) => `${s.name} of ${s.target}: ${s.detail}`).join('; ');
     if (failed.length === 0) return true;
-    // No reconcile follows at once (the next tick tries again), so a waiting switch is answered here.
+    // No reconcile follows at once (the next tick tries again), so a waiting switch is answered here; a clearing
+    // before a promotion goes on to the promotion at once.
     this.resolveWaiters('secondary', { ok: false, message: `Demotion left work undone: ${this.demotionFailure}.` });
-    return false;
+    return running.toward === 'primary';
   }
 
   // A failed promotion is undone by a demotion, then CARP is told to let the peer be MASTER.
@@ -358,21 +370,28 @@ export class Supervisor {
   }
 
   private async restoreCarp(): Promise<void> {
-    while (this.stepDowns > 0) {
-      try {
-        await this.ops.restoreCarp();
-        this.stepDowns--;
-      } catch (error) {
-        this.log.error({ err: describeError(error), left: this.stepDowns }, 'Could not undo an earlier CARP step-down.');
-        return;
-      }
+    if (!this.steppedDown) return;
+    // Cleared before the wait, so that two requests at once never undo one step-down twice.
+    this.steppedDown = false;
+    try {
+      await this.ops.restoreCarp();
+      this.log.info('Took back the earlier CARP step-down.');
+    } catch (error) {
+      this.steppedDown = true;
+      this.log.error({ err: describeError(error) }, 'Could not undo the earlier CARP step-down.');
     }
   }
 
   private async stepDown(): Promise<void> {
+    // FreeBSD's demotion adds up: a second one for a CARP that stayed MASTER (no peer to take over) would only
+    // make the node lose MASTER for longer once it is the one that serves.
+    if (this.steppedDown) {
+      this.log.warn('CARP was already told to step down; not again.');
+      return;
+    }
     try {
       const argv = await this.ops.stepDownCarp();
-      this.stepDowns++;
+      this.steppedDown = true;
       this.log.warn({ argv }, 'Told CARP to step down so the peer becomes MASTER.');
     } catch (error) {
       this.log.error({ err: describeError(error) }, 'Could not tell CARP to step down.');
@@ -444,9 +463,8 @@ export class Supervisor {
     }
     if (this.lastRefusal !== undefined) warnings.push(`Promotion refused: ${this.lastRefusal}.`);
     if (this.demotionFailure !== undefined) warnings.push(`This node could not let go of its resources: ${this.demotionFailure}.`);
-    if (this.stepDowns > 0) {
-      const times = this.stepDowns === 1 ? '' : ` (${this.stepDowns} times)`;
-      warnings.push(`carp-hast told CARP to step down${times} after a failed or refused promotion; \`carp-hast switch primary\` undoes it.`);
+    if (this.steppedDown) {
+      warnings.push('carp-hast told CARP to step down after a failed or refused promotion; `carp-hast switch primary` undoes it.');
     }
     return [...warnings, ...this.extraWarnings()];
   }

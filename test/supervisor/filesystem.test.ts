@@ -191,6 +191,19 @@ t.test('fsck that outlasts fsck_timeout is left running and reported with its pi
   t.equal(fsckStillRunning('/dev/hast/test'), undefined, 'forgotten once it ended');
 });
 
+t.test('an fsck that never ends holds its device for twice fsck_timeout, not forever', async (t) => {
+  const { dir, env } = await standIns(t, { 'fsck.ext4': 'echo $$ > "$dir/fsck.pid"\nexec sleep 30' });
+  const { log, messages } = memoryLogger();
+  await t.rejects(checkFilesystem(resource({ fsckTimeoutMs: 300 }), '/dev/hast/test', { log, env }), FsckTimeoutError);
+  const pid = await pidFrom(join(dir, 'fsck.pid'));
+  t.teardown(() => process.kill(pid, 'SIGKILL'));
+  t.equal(fsckStillRunning('/dev/hast/test'), `fsck.ext4 (pid ${pid})`);
+  await sleep(400);
+  t.equal(fsckStillRunning('/dev/hast/test'), undefined, 'given up at 600 ms');
+  t.ok(messages().includes(`fsck.ext4 (pid ${pid}) still runs at twice fsck_timeout; /dev/hast/test is no longer kept for it.`));
+  t.ok(alive(pid), 'and still not killed');
+});
+
 t.test('an abort stops the wait for fsck, not fsck', async (t) => {
   const { dir, env } = await standIns(t, { 'fsck.ext4': 'echo $$ > "$dir/fsck.pid"\nexec sleep 30' });
   const controller = new AbortController();

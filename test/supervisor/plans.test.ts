@@ -103,6 +103,15 @@ t.test('a resource secondary for longer than the grace promotes at once; one jus
   t.match(fresh.steps.find((s) => s.name === 'peer release'), { detail: /^no primary peer connected in \d+ ms$/ });
 });
 
+t.test('a resource in init waits the grace even when a primary peer was seen connected before the restart', async (t) => {
+  const clock = new SecondaryClock();
+  clock.observe('test', 'secondary', 'complete');
+  const node = new FakeNode(['test']);
+  node.roles.set('test', 'init');
+  const record = await promote(node, withGrace('300ms'), clock);
+  t.match(record.steps.find((s) => s.name === 'peer release'), { detail: /^no primary peer connected in \d+ ms \(made secondary first\)$/ });
+});
+
 t.test('with peer_connect_grace "0s", an init resource goes straight to primary', async (t) => {
   const node = new FakeNode(['test']);
   node.roles.set('test', 'init');

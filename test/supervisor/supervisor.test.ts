@@ -206,24 +206,44 @@ t.test('a failed promotion step rolls back and tells CARP to step down', async (
   t.match(supervisor.view().warnings, [/step down/]);
 });
 
-t.test('every step-down is undone by an operator switch to primary, also after a failed undo', async (t) => {
-  const { node, supervisor } = setup();
+t.test('CARP is told to step down once, and the step-down is undone once, also by requests at the same time', async (t) => {
+  const { cfg, node, supervisor, messages } = setup();
   node.failing.add('start');
   await converge(supervisor, 'MASTER', node);
+  // The second failure: CARP moves to the peer on its own meanwhile (the fake's step-down is not called again).
+  const start = node.startService.bind(node);
+  node.startService = async (service) => {
+    node.carp = 'BACKUP';
+    return start(service);
+  };
   await converge(supervisor, 'MASTER', node);
-  t.equal(node.stepDowns, 2, 'two failed promotions, two step-downs');
-  t.match(supervisor.view().warnings, [/told CARP to step down \(2 times\)/]);
+  node.startService = start;
+  t.equal(node.stepDowns, 1, 'two failed promotions, one step-down: the demotion sysctl adds up');
+  t.ok(messages().includes('CARP was already told to step down; not again.'));
   node.failing.add('restore');
   await supervisor.requestSwitch('primary', { operator: true, wait: false });
   await supervisor.idle();
   t.equal(node.restores, 0);
-  t.match(supervisor.view().warnings, [/told CARP to step down \(2 times\)/], 'the warning stays while the demotion does');
+  t.match(supervisor.view().warnings, [/told CARP to step down after a failed or refused promotion/], 'the warning stays with the demotion');
   node.failing.delete('restore');
   node.failing.delete('start');
-  await supervisor.requestSwitch('primary', { operator: true, wait: false });
+  node.carp = 'BACKUP';
+  await Promise.all([
+    supervisor.requestSwitch('primary', { operator: true, wait: false }),
+    supervisor.requestSwitch('primary', { operator: true, wait: false }),
+  ]);
   await supervisor.idle();
-  t.equal(node.restores, 2, 'both taken back');
+  t.equal(node.restores, 1, 'taken back once');
   t.notMatch(supervisor.view().warnings.join('\n'), /step down/);
+
+  // A promotion that succeeds takes back a step-down left from before.
+  node.failing.add('start');
+  await converge(supervisor, 'MASTER', node);
+  t.equal(node.stepDowns, 2);
+  node.failing.delete('start');
+  await converge(supervisor, 'MASTER', node);
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+  t.equal(node.restores, 2, 'serving again: the step-down is taken back');
 });
 
 t.test('split-brain refuses the promotion loudly, once, and an operator request is answered', async (t) => {
@@ -347,6 +367,31 @@ async function primaryWhoseEngineRestarted() {
   return rig;
 }
 
+t.test('BACKUP during the clearing of a stale mount lets the clearing go on: secondary wants it too', async (t) => {
+  const { cfg, node, supervisor } = await primaryWhoseEngineRestarted();
+  const pause = node.pauseAtCall(2);
+  supervisor.reconcile('test');
+  await pause.reached;
+  node.carp = 'BACKUP';
+  supervisor.reconcile('devd event');
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  pause.release();
+  await supervisor.idle();
+  t.strictSame(node.calls, DEMOTION);
+  t.ok(node.isSecondary(cfg.resources));
+  t.strictSame(supervisor.view().history.map((r) => `${r.direction} ${r.outcome}`), ['demote done', 'promote done'], 'not cancelled and started again');
+});
+
+t.test('a clearing whose service stop fails still goes on to the promotion at once', async (t) => {
+  const { cfg, node, supervisor } = await primaryWhoseEngineRestarted();
+  node.failing.add('stop');
+  await converge(supervisor, 'MASTER', node);
+  node.failing.delete('stop');
+  t.match(supervisor.view().history[1], { direction: 'demote', outcome: 'done', reason: /^clearing a stale state first/ });
+  t.match(supervisor.view().history[0], { direction: 'promote', outcome: 'done' });
+  t.ok(node.isPrimary(cfg.resources, cfg.services));
+});
+
 t.test('a stale mount left by an engine restart is cleared before promoting again', async (t) => {
   const { cfg, node, supervisor } = await primaryWhoseEngineRestarted();
   await converge(supervisor, 'MASTER', node);
@@ -420,12 +465,15 @@ t.test('a service whose status cannot be read is still stopped by its stop comma
 
 t.test('an fsck left running keeps the role: the rollback does not take the device from under it, nor reboots', async (t) => {
   const { node, supervisor } = setup('on_demote_failure = "reboot"');
-  node.failing.add('fsck');
-  node.fsckLeftRunning.set('/dev/hast/a', 'fsck.ext4 (pid 4242)');
+  // The promotion's fsck outlasts fsck_timeout and is left running.
+  node.checkFilesystem = async (_resource, device) => {
+    node.fsckLeftRunning.set(device, 'fsck.ext4 (pid 4242)');
+    throw new Error(`fsck.ext4 on ${device} (pid 4242) is still running after 3600 s and was left to finish`);
+  };
   node.carp = 'MASTER';
   supervisor.reconcile('test');
   await supervisor.idle();
-  t.match(supervisor.view().history[1], { direction: 'promote', outcome: 'failed', error: /fsck of a: fsck \/dev\/hast\/a failed/ });
+  t.match(supervisor.view().history[1], { direction: 'promote', outcome: 'failed', error: /fsck of a: .*was left to finish/ });
   t.match(supervisor.view().history[0], {
     direction: 'demote',
     outcome: 'failed',
@@ -435,8 +483,14 @@ t.test('an fsck left running keeps the role: the rollback does not take the devi
   t.strictSame(node.reboots, [], 'no reboot either');
   t.equal(node.stepDowns, 1, 'CARP was told to step down');
 
+  // CARP stays MASTER here (no peer): nothing is tried while fsck runs, so nothing is stepped down again.
+  const history = supervisor.view().history.length;
+  await converge(supervisor, 'MASTER', node);
+  t.match(supervisor.view().decision, { action: 'none', reason: 'waiting for fsck.ext4 (pid 4242) on /dev/hast/a, left running by an earlier promotion' });
+  t.equal(supervisor.view().history.length, history, 'no promotion, no demotion');
+  t.equal(node.stepDowns, 1);
+
   node.fsckLeftRunning.clear();
-  node.failing.delete('fsck');
   await converge(supervisor, 'BACKUP', node);
   t.equal(node.roles.get('a'), 'secondary', 'once fsck ended, the next demotion lets go');
 });
@@ -464,6 +518,19 @@ t.test('an engine that stays unreadable for a minute on a CARP MASTER gives the 
   node.failing.delete('engine');
   await converge(supervisor, 'BACKUP', node);
   t.ok(node.isSecondary(cfg.resources), 'the engine back, the node follows CARP again');
+});
+
+t.test('an engine that runs but does not answer (hung) is not given up on', async (t) => {
+  let clock = Date.parse('2025-03-01T10:00:00.000Z');
+  const { node, supervisor } = setup('', () => clock);
+  supervisor.setEngineRunning(() => true);
+  await converge(supervisor, 'MASTER', node);
+  node.failing.add('engine');
+  await converge(supervisor, 'MASTER', node);
+  clock += 120_000;
+  await converge(supervisor, 'MASTER', node);
+  t.equal(node.stepDowns, 0, 'its primary may still replicate: no step-down');
+  t.match(supervisor.view().decision, { action: 'none', reason: /^the engine cannot be read/ });
 });
 
 t.test('a mount table that cannot be read is said as such, and nothing is done', async (t) => {
