@@ -392,6 +392,32 @@ t.test('a clearing whose service stop fails still goes on to the promotion at on
   t.ok(node.isPrimary(cfg.resources, cfg.services));
 });
 
+// With peer_connect_grace on (the other tests turn it off): the supervisor's readings feed the clock.
+t.test('with the peer grace: a failover from a connected secondary does not wait; after an engine restart it does', async (t) => {
+  const { node, supervisor } = setup('peer_connect_grace = "400ms"');
+  node.status.set('a', 'complete');
+  node.status.set('b', 'complete');
+  await converge(supervisor, 'BACKUP', node);
+  // The old primary dies: our secondaries lose their connection, and CARP makes us MASTER.
+  node.status.clear();
+  await converge(supervisor, 'MASTER', node);
+  const failover = supervisor.view().history[0];
+  t.match(failover, { direction: 'promote', outcome: 'done' });
+  t.strictSame(failover?.steps.filter((s) => s.name === 'peer release').map((s) => s.detail), ['peer not primary', 'peer not primary']);
+
+  // Our engine restarts: the resources come back in init, the mounts stay; clearing them makes them secondary.
+  node.roles.set('a', 'init');
+  node.roles.set('b', 'init');
+  node.devices.clear();
+  await converge(supervisor, 'MASTER', node);
+  const again = supervisor.view().history[0];
+  t.match(again, { direction: 'promote', outcome: 'done' });
+  for (const step of again?.steps.filter((s) => s.name === 'peer release') ?? []) {
+    t.match(step.detail, /^(no primary peer connected in \d+ ms|peer not primary)$/);
+  }
+  t.ok((again?.steps.find((s) => s.name === 'peer release')?.durationMs ?? 0) >= 300, 'the first resource waited for the grace');
+});
+
 t.test('a stale mount left by an engine restart is cleared before promoting again', async (t) => {
   const { cfg, node, supervisor } = await primaryWhoseEngineRestarted();
   await converge(supervisor, 'MASTER', node);
