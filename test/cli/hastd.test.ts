@@ -86,6 +86,9 @@ t.test('hastctl status and list show both nodes exactly', async (t) => {
     statusB.stdout,
     `Name\tStatus\t Role\t\tComponents\ntest\tcomplete secondary      ${layout.local.b}\t127.0.0.1:${layout.ports.a}\n`,
   );
+  // The write's marking map write, then the tidy's a second later: listed once both are done, so that the
+  // numbers below, read after the list, are the ones it printed.
+  await waitFor('the activemap tidy', () => engine.describe('test')!.worker!.statistics.activemapUpdates === 2n);
   const list = await hastctl(layout, 'a', 'list', 'test');
   t.equal(
     list.stdout,
