@@ -74,6 +74,13 @@ function watch(promise: Promise<unknown>): { settled: boolean } {
 
 const at = (extent: number): number => extent * MiB;
 
+// Writes to extents 0 and 1 with keepdirty 1: both marked on disk, extent 0 pushed out of the LRU by extent 1,
+// neither write completed.
+async function twoPendingWrites(store: ActivemapStore): Promise<void> {
+  await store.beforeWrite(at(0), 4096);
+  await store.beforeWrite(at(1), 4096);
+}
+
 t.test('the first write to an extent waits until the map marking it is durable, through O_DSYNC alone', async (t) => {
   const { path, disk, store } = await rig(t);
   await store.beforeWrite(at(2) + 4096, 8192);
@@ -110,8 +117,7 @@ t.test('hot extents cost no map writes; evicted ones are dropped by a later tidy
 
 t.test('an extent whose last write completes after it left the LRU is dropped by the tidy timer', async (t) => {
   const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
-  await store.beforeWrite(at(0), 4096);
-  await store.beforeWrite(at(1), 4096);
+  await twoPendingWrites(store);
   t.same(await onDisk(path), [0, 1], 'extent 0 is evicted but its write is pending');
   store.afterWrite(at(0), 4096);
   await mapWritesReach(store, 3);
@@ -173,8 +179,7 @@ t.test('a write to another extent while a map write is in flight gets its own im
 
 t.test('a marking write issued while a tidy write is in flight still reaches the disk', async (t) => {
   const { path, disk, store } = await rig(t, { keepdirty: 1 });
-  await store.beforeWrite(at(0), 4096);
-  await store.beforeWrite(at(1), 4096);
+  await twoPendingWrites(store);
   store.afterWrite(at(0), 4096);
   const release = disk.holdWrites();
   const tidy = store.flush();
@@ -188,8 +193,7 @@ t.test('a marking write issued while a tidy write is in flight still reaches the
 
 t.test('a tidy holds up no marking write while it flushes, and keeps the marks of extents written meanwhile', async (t) => {
   const { path, disk, store } = await rig(t, { keepdirty: 1 });
-  await store.beforeWrite(at(0), 4096);
-  await store.beforeWrite(at(1), 4096);
+  await twoPendingWrites(store);
   store.afterWrite(at(0), 4096);
   const release = disk.holdFlushes();
   const first = store.flush();
@@ -231,8 +235,7 @@ t.test('a failed map write fails the write before any data is written', async (t
 
 t.test('a failed flush keeps the marks of a tidy write and is reported; EOPNOTSUPP turns metaflush off', async (t) => {
   const { path, disk, store, tidyErrors } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
-  await store.beforeWrite(at(0), 4096);
-  await store.beforeWrite(at(1), 4096);
+  await twoPendingWrites(store);
   disk.failFlushes('EIO');
   store.afterWrite(at(0), 4096);
   for (let waited = 0; tidyErrors.length === 0 && waited < 10_000; waited += 5) await sleep(5);
@@ -254,8 +257,7 @@ t.test('a failed flush keeps the marks of a tidy write and is reported; EOPNOTSU
 
 t.test('with metaflush off the map is written but never made durable', async (t) => {
   const { disk, store } = await rig(t, { metaflush: false, keepdirty: 1, tidyDelayMs: TIDY_MS });
-  await store.beforeWrite(at(0), 4096);
-  await store.beforeWrite(at(1), 4096);
+  await twoPendingWrites(store);
   store.afterWrite(at(0), 4096);
   await mapWritesReach(store, 3);
   t.same(disk.log, ['write 4096+512', 'write 4096+512', 'write 4096+512']);
@@ -293,8 +295,7 @@ t.test('flush writes the exact image after flushing the data, e.g. after loading
 
 t.test('a failed tidy write is reported; the extents it flushed may go with the next map write', async (t) => {
   const { disk, store, tidyErrors } = await rig(t, { keepdirty: 1, tidyDelayMs: TIDY_MS });
-  await store.beforeWrite(at(0), 4096);
-  await store.beforeWrite(at(1), 4096);
+  await twoPendingWrites(store);
   disk.failWritesAt(MAP_OFFSET);
   store.afterWrite(at(0), 4096);
   for (let waited = 0; tidyErrors.length === 0 && waited < 10_000; waited += 5) await sleep(5);
