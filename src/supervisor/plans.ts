@@ -96,7 +96,6 @@ function resourceSteps(config: SupervisorConfig, ops: NodeOps, clock: SecondaryC
           clock.madeSecondary(name);
           entry = await engineEntry(ops, name);
         }
-        clock.observe(name, entry.role, entry.status);
         let sawPeer = false;
         for (;;) {
           if (peerHoldsPrimary(entry)) {

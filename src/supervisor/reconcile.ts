@@ -19,7 +19,7 @@ export interface ResourceSnapshot {
   pool: string | undefined;
   poolImported: boolean | undefined;
   // An fsck an earlier promotion stopped waiting for, still checking the device ("fsck.ext4 (pid 123)").
-  fsckRunning?: string;
+  fsckRunning: string | undefined;
 }
 
 // Everything the supervisor reads before it decides.
@@ -30,10 +30,6 @@ export interface NodeSnapshot {
   mountsError: string | undefined;
   resources: ResourceSnapshot[];
   services: { name: string; running: boolean | undefined; error?: string }[];
-}
-
-function fsckField(fsck: string | undefined): { fsckRunning?: string } {
-  return fsck === undefined ? {} : { fsckRunning: fsck };
 }
 
 // Reads the system; a failing reader is recorded in the snapshot, not thrown, so the rest is still known.
@@ -56,7 +52,7 @@ export async function readSnapshot(config: SupervisorConfig, ops: NodeOps): Prom
         mountedFrom: mount === undefined ? undefined : ((await ops.resolveDevice(mount.source)) ?? mount.source),
         pool,
         poolImported: pool === undefined ? undefined : (await settle(ops.poolImported(pool))).value,
-        ...fsckField(ops.fsckStillRunning(devicePath(resource.name))),
+        fsckRunning: ops.fsckStillRunning(devicePath(resource.name)),
       };
     }),
   );

@@ -28,6 +28,7 @@ const TEST_PRIMARY: ResourceSnapshot = {
   mountedFrom: '/dev/hast/test',
   pool: undefined,
   poolImported: undefined,
+  fsckRunning: undefined,
 };
 
 // A ZFS resource whose pool is imported.
@@ -39,6 +40,7 @@ const TANK_PRIMARY: ResourceSnapshot = {
   mountedFrom: undefined,
   pool: 'tank',
   poolImported: true,
+  fsckRunning: undefined,
 };
 
 const PROMOTION: TransitionRecord = {
@@ -182,6 +184,7 @@ t.test('a secondary with nothing to report: no services, no transitions, no warn
           mountedFrom: undefined,
           pool: undefined,
           poolImported: undefined,
+          fsckRunning: undefined,
         },
       ],
       services: [],
