@@ -174,10 +174,11 @@ export class SupervisorDaemon {
 
   // An adopted engine that stops answering is replaced by one of this supervisor's own, as a child would be
   // restarted. Two silent checks in a row, not one: a second engine next to a slow but live one would only fail
-  // to take the resources.
+  // to take the resources. Whether it answered is the last reconcile's reading, not a query of its own.
   private async checkAdoptedEngine(): Promise<void> {
-    if (!this.adoptedEngine) return;
-    if (await this.engineAnswers()) {
+    const snapshot = this.supervisor.view().snapshot;
+    if (!this.adoptedEngine || snapshot === undefined) return;
+    if (snapshot.engineError === undefined) {
       this.adoptedSilent = 0;
       return;
     }
